@@ -1,0 +1,151 @@
+"""The `iclab` command line: list, show, run, sweep, reproduce, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .runtime.config import load_yaml_overrides, parse_overrides
+from .runtime.errors import IclabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="iclab: reproduce and extend in-context-learning research on a laptop CPU.")
+console = Console()
+err_console = Console(stderr=True)
+
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Root of the run store.")]
+Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset: quick (minutes on CPU) or paper.")]
+Sets = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a field: FIELD=VALUE (repeatable).")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML file of FIELD: VALUE overrides.")]
+Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished run of this config exists.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _overrides(config: Path | None, sets: list[str] | None) -> dict:
+    values = load_yaml_overrides(config) if config else {}
+    values.update(parse_overrides(sets or []))
+    return values
+
+
+def _print_result(res) -> None:
+    colour = {"done": "green", "skipped": "yellow", "failed": "red"}[res.status]
+    console.print(f"[{colour}]{res.status:>7}[/{colour}] {res.experiment} {res.config_hash} "
+                  f"({res.seconds:.1f} s) -> {res.path}")
+    if res.error:
+        err_console.print(res.error)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List every experiment with the paper figure it reproduces."""
+    from .runtime.experiment import load_experiments
+
+    table = Table("experiment", "what", "reproduces", "presets")
+    for name, exp in load_experiments().items():
+        table.add_row(name, exp.title, exp.paper, ", ".join(exp.presets))
+    console.print(table)
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")]) -> None:
+    """Show an experiment's config fields, their meaning, defaults and presets."""
+    from .runtime.experiment import get_experiment
+
+    exp = get_experiment(name)
+    console.print(f"[bold]{exp.name}[/bold]: {exp.title} ({exp.paper})")
+    if exp.description:
+        console.print(exp.description)
+    table = Table("field", "default", *exp.presets, "meaning")
+    for field, info in exp.config_cls.model_fields.items():
+        table.add_row(field, repr(info.default), *(repr(p.get(field, "")) if field in p else "" for p in exp.presets.values()),
+                      info.description or "")
+    console.print(table)
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")],
+    preset: Preset = "quick",
+    sets: Sets = None,
+    config: ConfigFile = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run one experiment; results go to RUNS_DIR/<experiment>/<config-hash>/."""
+    from .runtime.experiment import get_experiment
+    from .runtime.store import execute
+
+    exp = get_experiment(name)
+    cfg = exp.make_config(preset, _overrides(config, sets))
+    res = execute(exp, cfg, runs_dir, preset=preset, force=force, quiet=quiet)
+    _print_result(res)
+    if res.status == "failed":
+        raise typer.Exit(1)
+    console.print(f"report: {Path(res.path) / 'report.html'}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    grid: Annotated[list[str], typer.Option("--grid", "-g", help="Axis FIELD=V1,V2,... (repeatable).")],
+    preset: Preset = "quick",
+    sets: Sets = None,
+    config: ConfigFile = None,
+    backend: Annotated[str, typer.Option(help="Executor backend: local (process pool) or serial.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Parallel workers (default: all cores).")] = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+) -> None:
+    """Run a grid of configs; finished points are skipped, so an interrupted sweep resumes."""
+    from .runtime.sweep import make_executor, parse_grid, sweep
+
+    results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets),
+                    executor=make_executor(backend, workers), force=force, on_result=_print_result)
+    failed = [r for r in results if r.status == "failed"]
+    console.print(f"{len(results)} points: {len(results) - len(failed)} finished, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(
+    quick: Annotated[bool, typer.Option("--quick/--paper", help="Quick preset (minutes on CPU) or paper settings.")] = True,
+    only: Annotated[Optional[str], typer.Option(help="Only experiments whose name starts with this.")] = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+    quiet: Quiet = False,
+) -> None:
+    """Reproduce every experiment (quick preset by default) and write one HTML report."""
+    from .runtime.reproduce import reproduce as do_reproduce
+
+    results, report = do_reproduce(runs_dir, preset="quick" if quick else "paper", only=only, force=force,
+                                   quiet=quiet, on_result=_print_result)
+    console.print(f"[bold]report:[/bold] {report}")
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except IclabError as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; rerun the same command to resume", highlight=False)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,18 @@
+"""The shared runtime: configs, the experiment registry, the run store, sweeps and reports."""
+
+from .config import ExperimentConfig as ExperimentConfig
+from .errors import IclabError as IclabError
+from .experiment import Claim as Claim
+from .experiment import Experiment as Experiment
+from .experiment import RunContext as RunContext
+from .experiment import experiment as experiment
+from .experiment import get_experiment as get_experiment
+from .experiment import load_experiments as load_experiments
+from .reproduce import reproduce as reproduce
+from .store import RunResult as RunResult
+from .store import execute as execute
+from .store import finished_runs as finished_runs
+from .sweep import Executor as Executor
+from .sweep import LocalExecutor as LocalExecutor
+from .sweep import SerialExecutor as SerialExecutor
+from .sweep import sweep as sweep

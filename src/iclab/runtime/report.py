@@ -1,0 +1,128 @@
+"""Self-contained HTML reports: every figure with its settings and the paper's claim beside ours.
+
+Images are embedded as base64 PNGs, so a report is one file that can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
+details{margin:.5em 0}code{background:#f6f8fa;padding:0 .2em}.note{background:#fff8c5;padding:.3em .6em;margin:.3em 0}
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _verdict(passed: bool | None) -> str:
+    if passed is None:
+        return "—"
+    return '<span class="pass">yes</span>' if passed else '<span class="fail">no</span>'
+
+
+def claims_table(claims: list[dict[str, Any]]) -> str:
+    if not claims:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_esc(c['name'])}</td><td>{_esc(c['paper'])}</td><td>{_esc(_fmt(c['ours']))}</td>"
+        f"<td>{_esc(c.get('target') or '')}</td><td>{_verdict(c.get('passed'))}</td></tr>"
+        for c in claims
+    )
+    return ("<table><tr><th>quantity</th><th>paper</th><th>ours</th><th>target</th><th>met</th></tr>"
+            f"{rows}</table>")
+
+
+def kv_table(d: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(_fmt(v))}</code></td></tr>" for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def csv_table(path: Path, max_rows: int = 40) -> str:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return ""
+    head, body = rows[0], rows[1:]
+    more = f"<p>… {len(body) - max_rows} more rows in <code>{_esc(path.name)}</code></p>" if len(body) > max_rows else ""
+
+    def cell(v: str) -> str:
+        try:
+            return _esc(f"{float(v):.4g}")
+        except ValueError:
+            return _esc(v)
+
+    trs = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in body[:max_rows])
+    return "<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + f"</tr>{trs}</table>{more}"
+
+
+def embed_png(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{_esc(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any], level: int = 2) -> str:
+    """The body of one run: claims, figures with captions, notes, tables, config and environment."""
+    h = f"h{level}"
+    out = io.StringIO()
+    out.write(f"<{h} id=\"{_esc(meta['experiment'])}\">{_esc(meta['experiment'])}: {_esc(meta['title'])}</{h}>")
+    out.write(f"<p>Reproduces <b>{_esc(meta['paper'])}</b>. Preset: <code>{_esc(meta.get('preset'))}</code>, "
+              f"config hash <code>{_esc(meta['config_hash'])}</code>, seed <code>{_esc(env.get('seed'))}</code>, "
+              f"{_esc(env.get('seconds'))} s.</p>")
+    out.write(claims_table(summary.get("claims", [])))
+    for note in summary.get("notes", []):
+        out.write(f'<p class="note">{_esc(note)}</p>')
+    for fig in summary.get("figures", []):
+        png = next((f for f in fig["files"] if f.endswith(".png")), None)
+        if png:
+            out.write(f"<figure>{embed_png(run_path / png)}<figcaption>{_esc(fig['caption'])}</figcaption></figure>")
+    for name in summary.get("tables", []):
+        path = run_path / "tables" / f"{name}.csv"
+        if path.is_file():
+            out.write(f"<details><summary>table <code>{_esc(name)}</code></summary>{csv_table(path)}</details>")
+    out.write(f"<details><summary>settings</summary>{kv_table(meta['config'])}</details>")
+    out.write(f"<details><summary>environment</summary>{kv_table(env)}</details>")
+    return out.getvalue()
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def render_run_report(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any]) -> str:
+    return page(meta["experiment"], run_section(run_path, meta, env, summary, level=1))
+
+
+def render_combined_report(runs: list[dict[str, Any]], title: str, intro: str = "") -> str:
+    """One page over many runs (the `iclab reproduce` report): an overview table, then each run."""
+    rows = []
+    for r in runs:
+        claims = r["summary"].get("claims", [])
+        judged = [c for c in claims if c.get("passed") is not None]
+        met = sum(bool(c["passed"]) for c in judged)
+        rows.append(f"<tr><td><a href=\"#{_esc(r['meta']['experiment'])}\">{_esc(r['meta']['experiment'])}</a></td>"
+                    f"<td>{_esc(r['meta']['title'])}</td><td>{_esc(r['meta'].get('preset'))}</td>"
+                    f"<td>{met}/{len(judged)}</td><td>{_esc(r['env'].get('seconds'))}</td></tr>")
+    overview = ("<table><tr><th>experiment</th><th>what</th><th>preset</th><th>targets met</th><th>seconds</th></tr>"
+                + "".join(rows) + "</table>")
+    body = f"<h1>{_esc(title)}</h1><p>{_esc(intro)}</p>{overview}"
+    body += "".join(run_section(Path(r["path"]), r["meta"], r["env"], r["summary"]) for r in runs)
+    return page(title, body)

@@ -1,0 +1,192 @@
+"""The run store: one directory per (experiment, config hash), written atomically.
+
+Layout of a finished run, `runs/<experiment>/<config-hash>/`:
+
+    config.json    resolved config (+ experiment name and preset)
+    env.json       versions, seed, host, timings
+    summary.json   claims, figures, tables, notes (what the report shows)
+    tables/*.csv   tidy metrics; figures/*.png|svg; arrays/*.npz
+    report.html    self-contained report of this run
+    DONE           written last: a run without it is not a result
+
+Everything is first written to a hidden temporary directory beside the final one and
+renamed into place, so an interrupted run leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import ExperimentConfig
+from .errors import IclabError
+from .experiment import Experiment, RunContext, dump_json
+
+DONE = "DONE"
+
+
+@dataclass
+class RunResult:
+    experiment: str
+    config_hash: str
+    path: str
+    status: str  # "done" | "skipped" | "failed"
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def run_dir(runs_dir: Path, experiment: str, config: ExperimentConfig) -> Path:
+    return Path(runs_dir) / experiment / config.hash()
+
+
+def is_complete(path: Path) -> bool:
+    """A run counts only if its DONE marker and its summary are both there and readable."""
+    try:
+        json.loads((path / "summary.json").read_text())
+        return (path / DONE).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_writable(runs_dir: Path) -> Path:
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise IclabError(
+            f"run directory {runs_dir} is not writable ({err.strerror or err}); pass another with --runs-dir"
+        ) from None
+    return runs_dir
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment(config: ExperimentConfig) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    from .. import __version__
+
+    return {
+        "iclab": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "seed": config.seed,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute(
+    exp: Experiment,
+    config: ExperimentConfig,
+    runs_dir: Path,
+    *,
+    preset: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> RunResult:
+    """Run `exp` with `config` into the store, unless a finished run of the same config exists."""
+    from .report import render_run_report
+
+    runs_dir = ensure_writable(runs_dir)
+    final = run_dir(runs_dir, exp.name, config)
+    if is_complete(final) and not force:
+        return RunResult(exp.name, config.hash(), str(final), "skipped")
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    t0 = time.perf_counter()
+    try:
+        env = environment(config)
+        ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet)
+        _seed_everything(config.seed)
+        exp.fn(config, ctx)
+        env["seconds"] = round(time.perf_counter() - t0, 3)
+        meta = {"experiment": exp.name, "title": exp.title, "paper": exp.paper, "preset": preset,
+                "config_hash": config.hash(), "config": config.model_dump(mode="json")}
+        (tmp / "config.json").write_text(dump_json(meta))
+        (tmp / "env.json").write_text(dump_json(env))
+        summary = ctx.summary()
+        (tmp / "summary.json").write_text(dump_json(summary))
+        (tmp / "report.html").write_text(render_run_report(tmp, meta, env, summary))
+        (tmp / DONE).write_text(env["started"] + "\n")
+        _replace_dir(tmp, final)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, (KeyboardInterrupt, IclabError)):
+            raise
+        return RunResult(exp.name, config.hash(), str(final), "failed", time.perf_counter() - t0,
+                         f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+    return RunResult(exp.name, config.hash(), str(final), "done", time.perf_counter() - t0)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished temporary run into place, replacing any stale or forced-over run."""
+    if dst.exists():
+        trash = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".old-{dst.name}-"))
+        os.replace(dst, trash / "run")
+        os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """Config, environment and summary of a finished run."""
+    path = Path(path)
+    return {
+        "path": str(path),
+        "meta": json.loads((path / "config.json").read_text()),
+        "env": json.loads((path / "env.json").read_text()),
+        "summary": json.loads((path / "summary.json").read_text()),
+    }
+
+
+def finished_runs(runs_dir: Path, experiment: str | None = None) -> list[dict[str, Any]]:
+    """Every finished run under `runs_dir` (optionally of one experiment), oldest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    pattern = f"{experiment}/*" if experiment else "*/*"
+    runs = [load_run(p) for p in runs_dir.glob(pattern) if p.is_dir() and not p.name.startswith(".") and is_complete(p)]
+    return sorted(runs, key=lambda r: r["env"].get("started", ""))

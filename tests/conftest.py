@@ -1,0 +1,14 @@
+import os
+
+import pytest
+
+os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Paper-scale runs are marked `slow`; CI (CI=true) skips them, `pytest -m slow` runs them."""
+    if os.environ.get("CI", "").lower() == "true" and "slow" not in (config.getoption("-m") or ""):
+        skip = pytest.mark.skip(reason="paper-scale run: skipped in CI (run with `pytest -m slow`)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,63 @@
+"""The command line, as a user runs it: one-line errors, runs, sweeps."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def iclab(*args, tmp_path):
+    env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "iclab", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+def test_help_on_every_command(tmp_path):
+    for cmd in ["list", "show", "run", "sweep", "reproduce"]:
+        proc = iclab(cmd, "--help", tmp_path=tmp_path)
+        assert proc.returncode == 0 and "Usage" in proc.stdout, cmd
+
+
+def test_unknown_experiment(tmp_path):
+    assert_one_line_error(iclab("run", "spinglass.nope", tmp_path=tmp_path), "unknown experiment", "iclab list")
+
+
+def test_bad_value_names_the_field(tmp_path):
+    assert_one_line_error(iclab("run", "test.toy", "--set", "n=-3", tmp_path=tmp_path), "field 'n'")
+    assert_one_line_error(iclab("run", "test.toy", "--set", "bogus=1", tmp_path=tmp_path), "'bogus'", "unknown field")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("DONE"))
+
+
+def test_yaml_config_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("n: 4\nscale: 2.5\n")
+    proc = iclab("run", "test.toy", "--config", "c.yaml", "-q", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_one_line_error(iclab("run", "test.toy", "--config", "missing.yaml", tmp_path=tmp_path), "does not exist")
+    (tmp_path / "bad.yaml").write_text("n: [1,\n")
+    assert_one_line_error(iclab("run", "test.toy", "--config", "bad.yaml", tmp_path=tmp_path), "not valid YAML")
+
+
+def test_unwritable_runs_dir(tmp_path):
+    (tmp_path / "afile").write_text("")
+    assert_one_line_error(iclab("run", "test.toy", "--runs-dir", "afile/runs", tmp_path=tmp_path), "not writable")
+
+
+def test_run_then_skip_then_sweep(tmp_path):
+    first = iclab("run", "test.toy", "-q", tmp_path=tmp_path)
+    assert first.returncode == 0 and "done" in first.stdout
+    again = iclab("run", "test.toy", "-q", tmp_path=tmp_path)
+    assert "skipped" in again.stdout
+    sw = iclab("sweep", "test.toy", "--grid", "seed=0,1", "--backend", "serial", tmp_path=tmp_path)
+    assert sw.returncode == 0 and "2 points: 2 finished" in sw.stdout
+    assert_one_line_error(iclab("sweep", "test.toy", "--grid", "seed=0", "--backend", "slurmx", tmp_path=tmp_path),
+                          "unknown sweep backend")
