@@ -74,8 +74,9 @@ class SpinGlass:
         return 0.5 * mse + 0.5 * self.lam0 * (w * w).sum(-1)
 
     def grad(self, W: Tensor) -> Tensor:
-        """dH/dW = A W - h for spins W (..., n)."""
-        return W @ self.precision() - self.h  # A symmetric, so row-vector form is fine
+        """dH/dW = A W - h; W (..., D+1, D+1) or (..., n) -> (..., n)."""
+        w = flatten_spins(W, self.D)  # (..., n)
+        return (w[..., None, :] @ self.precision())[..., 0, :] - self.h  # A symmetric
 
     # -- exact Gaussian facts ---------------------------------------------------
 

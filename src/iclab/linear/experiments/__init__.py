@@ -1,11 +1,12 @@
 """Spin-glass experiments: one small module per figure of Li, Bai & Huang (2024).
 
-Importing this package registers them all (`iclab list` shows them).
+Importing this package registers every module in it (`iclab list` shows them); each
+module registers `spinglass.<name>` with a config, `quick` and `paper` presets.
 """
 
 import importlib
+import pkgutil
 
-FIGURES = []  # module names, in paper order; each registers `spinglass.<name>`
-
-for _name in FIGURES:
-    importlib.import_module(f"{__name__}.{_name}")
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if not _mod.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod}")

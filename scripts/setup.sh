@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install iclab with pinned dependencies. Idempotent and quiet.
+# torch is pinned to the CPU wheel 2.13.0: an unpinned torch would pull several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.iclab-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setting up .venv (torch==2.13.0 CPU and iclab's pinned dependencies)..." >&2
+  .venv/bin/pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -c "import torch, iclab; assert torch.__version__.startswith('2.13.0'), torch.__version__" 
+  echo "$want" > "$stamp"
+fi

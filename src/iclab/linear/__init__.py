@@ -1,0 +1,51 @@
+"""Linear-attention ICL on linear regression: data, spin-glass mapping, AMP, analysis."""
+
+from .amp import AMPResult as AMPResult
+from .amp import amp as amp
+from .amp import amp_init as amp_init
+from .amp import amp_per_spin_loop as amp_per_spin_loop
+from .amp import amp_residual as amp_residual
+from .analysis import block_masks as block_masks
+from .analysis import contrast_ratio as contrast_ratio
+from .analysis import coupling_blocks as coupling_blocks
+from .analysis import icl_error_floor as icl_error_floor
+from .analysis import kl_divergence_hist as kl_divergence_hist
+from .analysis import marchenko_pastur_density as marchenko_pastur_density
+from .analysis import population_optimum as population_optimum
+from .analysis import zero_ratio_law as zero_ratio_law
+from .data import Prompts as Prompts
+from .data import SuffStats as SuffStats
+from .data import TaskPool as TaskPool
+from .data import attention_output as attention_output
+from .data import dmmse_predict as dmmse_predict
+from .data import features as features
+from .data import flatten_spins as flatten_spins
+from .data import predict as predict
+from .data import prompt_stream as prompt_stream
+from .data import ridge_predict as ridge_predict
+from .data import sample_prompts as sample_prompts
+from .data import stack_stats as stack_stats
+from .data import sufficient_stats as sufficient_stats
+from .data import sufficient_stats_from as sufficient_stats_from
+from .data import token_correlation_factor as token_correlation_factor
+from .spinglass import SpinGlass as SpinGlass
+
+# --- models / trainers (added by the models/train helper) --------------------
+from .models import ARCHITECTURES as ARCHITECTURES
+from .models import FullLinearAttention as FullLinearAttention
+from .models import MergedLinearAttention as MergedLinearAttention
+from .models import ModelConfig as ModelConfig
+from .models import MultiHeadLinearAttention as MultiHeadLinearAttention
+from .models import SeparateLinearAttention as SeparateLinearAttention
+from .models import SmallTransformer as SmallTransformer
+from .models import SoftmaxAttention as SoftmaxAttention
+from .models import build_model as build_model
+from .models import linear_attention as linear_attention
+from .models import prompt_stats as prompt_stats
+from .train import ArchitectureResult as ArchitectureResult
+from .train import TrainResult as TrainResult
+from .train import init_params as init_params
+from .train import quadratic_loss as quadratic_loss
+from .train import train_architecture as train_architecture
+from .train import train_prompts as train_prompts
+from .train import train_quadratic as train_quadratic

@@ -1,0 +1,241 @@
+"""Fast paths shared by the training experiments (Figs. 2, 4b, S1, S4): candidates for the core.
+
+Three things make the paper presets (hundreds of Adam runs of thousands of epochs on D = 20)
+fit in minutes on two CPU cores:
+
+1. `reduced_prompts`: the merged readout sees a prompt only through g = (Z Zᵀ)[D, :] and the
+   query x_q. For Gaussian tokens (optionally equicorrelated across tokens) g can be drawn
+   exactly in distribution with O(D) numbers per prompt instead of the D (N+1) tokens:
+   for C = Σ_i x_i x_iᵀ ~ Wishart(N, I) and a fixed task w,
+       C w = |w| (r² ŵ + r P⊥ ξ),  wᵀ C w = |w|² r²,   r² ~ χ²_N, ξ ~ N(0, I_D),
+   (split x_i into its component u_i along ŵ and the rest; r² = Σ u_i²).
+2. `reduced_stats`: S = mean s sᵀ with s = g ⊗ q has only (D+1)(D+2)/2 · D(D+1)/2 distinct
+   entries, S[(a,b),(c,d)] = mean g_a g_c q_b q_d, so one GEMM of the symmetric pair
+   products replaces the (n, n) Gram matrix (4x fewer flops).
+3. `adam_quadratic`: full-batch Adam on the quadratic loss, exactly torch.optim.Adam's update
+   (coupled weight decay), but the gradient 2(S w − h) is one `torch.mv` per run on the
+   active spins (the last column of W has zero features), in groups of runs. On this CPU
+   build a batched mat-vec through `bmm` is ~10x slower than a loop of `mv`, and autograd
+   adds ~100 µs per step, which is what makes `train.train_quadratic` slow at R = 50.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..data import SuffStats
+from ..train import init_params
+
+
+# -----------------------------------------------------------------------------
+# data
+
+
+def reduced_prompts(
+    D: int,
+    N: int,
+    P: int,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    token_corr: float = 0.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw what the merged readout sees of P prompts: g (P, D+1), x_q (P, D), y_q (P,).
+
+    Same distribution as `data.sample_prompts` (then `features`). With token_corr = c the
+    N+1 tokens are equicorrelated per coordinate, x_i = √c f + √(1−c) e_i with f, e_i i.i.d.
+    N(0, I_D) (covariance (1−c) I + c 11ᵀ, as in `data.sample_prompts`); then
+    Σ_i x_i x_iᵀ = N c f fᵀ + √(c(1−c)) (f sᵀ + s fᵀ) + (1−c)(K + s sᵀ/N) with s = Σ_i e_i
+    ~ N(0, N I) independent of K = Σ_i (e_i − ē)(e_i − ē)ᵀ ~ Wishart(N−1, I).
+    """
+    if not (0.0 <= token_corr < 1.0):
+        raise ValueError(f"token_corr must be in [0, 1), got {token_corr}")
+    c = token_corr
+    kw = dict(generator=generator, dtype=dtype)
+    w = torch.randn(P, D, **kw)  # (P, D) tasks
+    w_norm = w.norm(dim=-1, keepdim=True)  # (P, 1)
+    w_hat = w / w_norm  # (P, D)
+    dof = N if c == 0.0 else N - 1
+    r2 = torch.randn(P, dof, **kw).pow(2).sum(-1, keepdim=True)  # (P, 1) ~ chi2(dof)
+    xi = torch.randn(P, D, **kw)  # (P, D)
+    xi_perp = xi - (xi * w_hat).sum(-1, keepdim=True) * w_hat  # (P, D) projected off w
+    Kw = w_norm * (r2 * w_hat + r2.sqrt() * xi_perp)  # (P, D) = K w, K ~ Wishart(dof, I)
+    wKw = w_norm**2 * r2  # (P, 1)
+    if c == 0.0:
+        Cw, wCw = Kw, wKw
+        xq = torch.randn(P, D, **kw)  # (P, D)
+    else:
+        f = torch.randn(P, D, **kw)  # (P, D) shared component of all tokens
+        s = torch.randn(P, D, **kw) * math.sqrt(N)  # (P, D) sum of the N private parts
+        eq = torch.randn(P, D, **kw)  # (P, D) private part of the query
+        a, b = math.sqrt(c), math.sqrt(1.0 - c)
+        fw = (f * w).sum(-1, keepdim=True)  # (P, 1)
+        sw = (s * w).sum(-1, keepdim=True)  # (P, 1)
+        Cw = N * a * a * f * fw + a * b * (f * sw + s * fw) + b * b * (Kw + s * sw / N)  # (P, D)
+        wCw = N * a * a * fw**2 + 2 * a * b * fw * sw + b * b * (wKw + sw**2 / N)  # (P, 1)
+        xq = a * f + b * eq  # (P, D)
+    g = torch.cat([Cw / math.sqrt(D), wCw / D], dim=-1)  # (P, D+1) = (Z Zᵀ)[D, :]
+    y = (w * xq).sum(-1) / math.sqrt(D)  # (P,)
+    return g, xq, y
+
+
+def _pair_index(n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Upper-triangle pairs (i <= j) of range(n) and the (n, n) map (i, j) -> pair number."""
+    i, j = torch.triu_indices(n, n)
+    idx = torch.empty(n, n, dtype=torch.long)
+    idx[i, j] = torch.arange(i.numel())
+    idx[j, i] = torch.arange(i.numel())
+    return i, j, idx
+
+
+def reduced_stats(
+    D: int,
+    N: int,
+    P: int,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    token_corr: float = 0.0,
+    chunk: int = 4096,
+) -> SuffStats:
+    """Sufficient statistics (full (D+1)² spins) of P fresh prompts drawn by `reduced_prompts`."""
+    gi, gj, gidx = _pair_index(D + 1)
+    qi, qj, qidx = _pair_index(D)
+    T = torch.zeros(gi.numel(), qi.numel(), dtype=dtype)  # (pairs of g, pairs of q)
+    hm = torch.zeros(D + 1, D, dtype=dtype)
+    yy = torch.zeros((), dtype=dtype)
+    for start in range(0, P, chunk):
+        size = min(chunk, P - start)
+        g, q, y = reduced_prompts(D, N, size, generator=generator, dtype=dtype, token_corr=token_corr)
+        g = g / (N + 1)  # the 1/(N+1) of the readout goes with g
+        T += (g[:, gi] * g[:, gj]).T @ (q[:, qi] * q[:, qj])  # (Pg, Pq)
+        hm += (g * y[:, None]).T @ q  # (D+1, D)
+        yy += y @ y
+    n = (D + 1) ** 2
+    S4 = T[gidx[:, None, :, None], qidx[None, :, None, :]]  # (D+1, D, D+1, D) = S[(a,b),(c,d)]
+    active = active_spins(D)  # (D(D+1),) spins with b < D
+    S = torch.zeros(n, n, dtype=dtype)
+    S[active[:, None], active[None, :]] = S4.reshape(D * (D + 1), D * (D + 1)) / P
+    h = torch.zeros(n, dtype=dtype)
+    h[active] = hm.reshape(-1) / P
+    return SuffStats(S=S, h=h, yy=yy / P, P=P, D=D, N=N)
+
+
+def active_spins(D: int) -> Tensor:
+    """Indices of the D(D+1) spins W[a, b], b < D, that the readout sees (row-major order)."""
+    k = torch.arange((D + 1) ** 2)
+    return k[k % (D + 1) != D]
+
+
+def quadratic_mse(W: Tensor, st: SuffStats) -> Tensor:
+    """mean (ŷ − y)² of W (R, D+1, D+1) on batched statistics st (R, n, n), one mv per run."""
+    w = W.reshape(W.shape[0], -1).to(st.S.dtype)  # (R, n)
+    Sw = torch.stack([torch.mv(st.S[r], w[r]) for r in range(w.shape[0])])  # (R, n)
+    return (w * Sw).sum(-1) - 2 * (w * st.h).sum(-1) + st.yy  # (R,)
+
+
+# -----------------------------------------------------------------------------
+# full-batch Adam on the quadratic loss
+
+
+@dataclass
+class FastTrainResult:
+    W: Tensor  # (R, D+1, D+1) final effective weights
+    train_loss: Tensor  # (R, T) train MSE after epochs[t] steps
+    test_loss: Tensor | None  # (R, T) test MSE at the same points
+    epochs: Tensor  # (T,)
+
+
+class _Adam:
+    """torch.optim.Adam's update (amsgrad off, coupled weight decay), for plain tensors."""
+
+    def __init__(self, params: list[Tensor], lr: float, weight_decay: float, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.wd, self.betas, self.eps = params, lr, weight_decay, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads: list[Tensor]) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        bc1, bc2_sqrt = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if self.wd != 0:
+                g = g.add(p, alpha=self.wd)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / bc1)
+
+
+def adam_quadratic(
+    train: SuffStats,
+    *,
+    model: str = "merged",
+    epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    generator: torch.Generator | None = None,
+    init: dict[str, Tensor] | None = None,
+    test: SuffStats | None = None,
+    record_every: int | None = None,
+    group: int = 16,
+    dtype: torch.dtype = torch.float64,
+) -> FastTrainResult:
+    """Full-batch Adam on R quadratic losses (train.S (R, n, n)); same maths as `train_quadratic`.
+
+    Same init draw (`train.init_params` on the whole batch, so the same generator gives the
+    same start), same Adam, same records: losses of the weights after 0, k, 2k, ..., epochs
+    steps (record_every=None: only the start and the end). Runs are trained `group` at a time.
+    """
+    R, n = train.S.shape[0], train.S.shape[-1]
+    D = train.D
+    params = init if init is not None else init_params(model, R, D, generator=generator, dtype=dtype)
+    params = {k: v.detach().to(dtype).clone() for k, v in params.items()}
+    k = record_every or epochs
+    points = list(range(0, epochs + 1, k))
+    points = points if points[-1] == epochs else points + [epochs]
+    act = active_spins(D)
+    tr_hist = torch.zeros(R, len(points), dtype=torch.float64)
+    te_hist = torch.zeros(R, len(points), dtype=torch.float64) if test is not None else None
+    W_out = torch.zeros(R, D + 1, D + 1, dtype=dtype)
+    for g0 in range(0, R, group):
+        sl = slice(g0, min(g0 + group, R))
+        Sa = train.S[sl][:, act][:, :, act].to(dtype).contiguous()  # (G, na, na)
+        ha = train.h[sl][:, act].to(dtype)  # (G, na)
+        yy = torch.as_tensor(train.yy)[sl].to(dtype)  # (G,)
+        Sts = None
+        if test is not None:
+            Sts = test.S[sl][:, act][:, :, act].to(dtype).contiguous()  # (G, na, na)
+            hts, yyts = test.h[sl][:, act].to(dtype), torch.as_tensor(test.yy)[sl].to(dtype)
+        p = {name: v[sl].clone() for name, v in params.items()}
+        opt = _Adam(list(p.values()), lr, weight_decay)
+        G = Sa.shape[0]
+        Sw = torch.zeros(G, len(act), dtype=dtype)
+        S_list, Sw_list = list(Sa.unbind(0)), list(Sw.unbind(0))
+        for t in range(epochs + 1):
+            W = p["W"] if model == "merged" else p["W_Q"].mT @ p["W_K"]  # (G, D+1, D+1)
+            wa = W.reshape(G, -1)[:, act]  # (G, na)
+            for S_r, w_r, out in zip(S_list, wa.unbind(0), Sw_list):
+                torch.mv(S_r, w_r, out=out)
+            if t in points:
+                j = points.index(t)
+                tr_hist[sl, j] = ((wa * Sw).sum(-1) - 2 * (wa * ha).sum(-1) + yy).double()
+                if Sts is not None:
+                    Stw = torch.stack([torch.mv(Sts[r], wa[r]) for r in range(G)])  # (G, na)
+                    te_hist[sl, j] = ((wa * Stw).sum(-1) - 2 * (wa * hts).sum(-1) + yyts).double()
+            if t == epochs:
+                W_out[sl] = W
+                break
+            grad_W = torch.zeros(G, (D + 1) ** 2, dtype=dtype)
+            grad_W[:, act] = 2 * (Sw - ha)
+            grad_W = grad_W.reshape(G, D + 1, D + 1)  # dMSE/dW
+            if model == "merged":
+                opt.step([grad_W])
+            else:  # W = W_Qᵀ W_K: dW_Q = W_K Gᵀ, dW_K = W_Q G
+                opt.step([p["W_K"] @ grad_W.mT, p["W_Q"] @ grad_W])
+    return FastTrainResult(W=W_out, train_loss=tr_hist, test_loss=te_hist, epochs=torch.tensor(points))
