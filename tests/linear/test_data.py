@@ -155,7 +155,8 @@ def test_dmmse_identifies_pool_task_and_matches_brute_force():
     weights = torch.exp(logw - logw.max(-1, keepdim=True).values)
     weights = weights / weights.sum(-1, keepdim=True)
     brute = (weights * (xq @ pool.tasks.T) / math.sqrt(D)).sum(-1)
-    torch.testing.assert_close(dmmse_predict(Z, pool.tasks, noise_var), brute, rtol=1e-10, atol=1e-12)
+    pred = dmmse_predict(Z, pool.tasks, noise_var)
+    torch.testing.assert_close(pred, brute, rtol=1e-10, atol=1e-12)
 
 
 def test_ridge_is_gaussian_posterior_mean_with_lam_D_sigma2():

@@ -62,7 +62,7 @@ def test_ground_state_without_regulariser_is_min_norm():
     m = sg.ground_state()
     torch.testing.assert_close(sg.grad(m), torch.zeros_like(m), rtol=0, atol=1e-10)
     torch.testing.assert_close(m, torch.linalg.pinv(sg.S, hermitian=True) @ sg.h)
-    assert torch.all(m.reshape(D + 1, D + 1)[:, D] == 0) or m.reshape(3, 3)[:, D].abs().max() < 1e-12
+    assert m.reshape(D + 1, D + 1)[:, D].abs().max() < 1e-12  # zero modes stay at zero
 
 
 @pytest.mark.parametrize("D", [2, 3, 4])
@@ -130,12 +130,13 @@ def test_batched_glass_matches_individual_repeats():
     stats = [sufficient_stats(2, 5, 30, generator=gen(i)) for i in range(3)]
     batched = SpinGlass.from_stats(stack_stats(stats), 0.1)
     singles = [SpinGlass.from_stats(st, 0.1) for st in stats]
-    W = torch.randn(3, 9, generator=gen(9), dtype=torch.float64)
-    torch.testing.assert_close(batched.energy(W), torch.stack([g.energy(w) for g, w in zip(singles, W)]))
-    torch.testing.assert_close(batched.loss(W), torch.stack([g.loss(w) for g, w in zip(singles, W)]))
-    torch.testing.assert_close(batched.grad(W), torch.stack([g.grad(w) for g, w in zip(singles, W)]))
-    torch.testing.assert_close(batched.ground_state(), torch.stack([g.ground_state() for g in singles]))
-    torch.testing.assert_close(batched.zero_ratio(), torch.stack([g.zero_ratio() for g in singles]))
+    W = torch.randn(3, 9, generator=gen(9), dtype=torch.float64)  # one W per repeat
+    for name in ("energy", "loss", "grad"):
+        each = torch.stack([getattr(g, name)(w) for g, w in zip(singles, W)])
+        torch.testing.assert_close(getattr(batched, name)(W), each)
+    for name in ("ground_state", "zero_ratio", "hessian_spectrum"):
+        each = torch.stack([getattr(g, name)() for g in singles])
+        torch.testing.assert_close(getattr(batched, name)(), each)
     assert batched.sample_boltzmann(1.0, 5, gen()).shape == (3, 5, 9)
     assert batched.langevin(1.0, 4, 1e-3, 7, gen()).shape == (4, 3, 7, 9)
 

@@ -76,7 +76,7 @@ def amp(
         M = beta * (J_off * m[..., None, :]).sum(-1)  # (..., n)
         V = beta**2 * (J2_off * v[..., None, :]).sum(-1)  # (..., n)
         denom = beta * lam - V  # (..., n)
-        m_new = (beta * h + M) / (beta * lam)
+        m_new = (beta * h + M) / denom
         v_new = 1.0 / denom
         sweep_err = ((m_new - m) ** 2).mean(-1) + ((v_new - v) ** 2).mean(-1)  # (...)
         keep = active[..., None]

@@ -82,13 +82,16 @@ def coupling_blocks(J: Tensor, h: Tensor, D: int) -> dict[str, Tensor]:
 def kl_divergence_hist(
     a: Tensor, b: Tensor, bins: int = 100, value_range: tuple[float, float] | None = None
 ) -> float:
-    """D_KL[p_a || p_b] in bits between histograms on shared edges with +1 pseudo-counts (Fig. S2).
+    """D_KL[p_a || p_b] in bits of histograms on shared edges with +1 pseudo-counts (Fig. S2).
 
-    Edges span `value_range` if given (the official script fixes one per block), else min/max of both.
+    Edges span `value_range` if given (the official script fixes one per block), else the
+    min/max of both samples.
     """
     a = a.reshape(-1).to(torch.float64)
     b = b.reshape(-1).to(torch.float64)
-    lo, hi = value_range if value_range is not None else (min(a.min(), b.min()).item(), max(a.max(), b.max()).item())
+    if value_range is None:
+        value_range = (min(a.min(), b.min()).item(), max(a.max(), b.max()).item())
+    lo, hi = value_range
     p = torch.histc(a, bins=bins, min=lo, max=hi) + 1.0
     q = torch.histc(b, bins=bins, min=lo, max=hi) + 1.0
     p, q = p / p.sum(), q / q.sum()

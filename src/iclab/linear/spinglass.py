@@ -111,7 +111,7 @@ class SpinGlass:
         thin: int = 1,
         init: Tensor | None = None,
     ) -> Tensor:
-        """Overdamped Langevin dW = -grad H dt + sqrt(2/beta) dB, Euler-Maruyama, chains in parallel.
+        """Overdamped Langevin dW = -grad H dt + sqrt(2/beta) dB (Euler-Maruyama, parallel chains).
 
         Returns the states after steps burn_in+thin, burn_in+2*thin, ... <= n_steps as
         (n_kept, ..., n_chains, n). The discretised chain's stationary covariance is

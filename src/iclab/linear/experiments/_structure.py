@@ -29,18 +29,29 @@ PAPER_WINDOWS = {"A": (-0.2, 0.4), "B": (-0.3, 0.3), "C": (-0.1, 0.1), "D": (-0.
 BLOCKS = ("A", "B", "C", "D", "E")
 
 
-def wishart(shape: tuple[int, ...], D: int, N: int, generator: torch.Generator, dtype=torch.float64) -> Tensor:
-    """Exact Wishart(N, I_D) draws, i.e. sum of N outer products x x^T, x ~ N(0, I_D).
+def bartlett(shape: tuple[int, ...], D: int, N: int, generator: torch.Generator, dtype=torch.float64) -> Tensor:
+    """Bartlett factor L (..., D, D) with L L^T ~ Wishart(N, I_D), i.e. distributed as sum_{i<=N} x_i x_i^T.
 
-    Bartlett: C = L L^T with L lower triangular, L_ii = sqrt(chi2(N - i)), L_ij ~ N(0, 1) (i > j).
-    Needs N >= D (C is then a.s. full rank).
+    L is lower triangular, L_ii = sqrt(chi2(N - i)), L_ij ~ N(0, 1) (i > j). Needs N >= D.
     """
     assert N >= D, f"Bartlett needs N >= D, got N={N}, D={D}"
     L = torch.randn(*shape, D, D, generator=generator, dtype=dtype).tril(-1)  # (..., D, D)
     dof = (N - torch.arange(D, dtype=dtype)).expand(*shape, D)  # (..., D)
     chi2 = 2.0 * torch._standard_gamma(dof / 2.0, generator=generator)  # (..., D)
-    L = L + torch.diag_embed(chi2.sqrt())
-    return L @ L.mT  # (..., D, D)
+    return L + torch.diag_embed(chi2.sqrt())
+
+
+def wishart(shape: tuple[int, ...], D: int, N: int, generator: torch.Generator, dtype=torch.float64) -> Tensor:
+    """Exact Wishart(N, I_D) draws (..., D, D) from the Bartlett factor."""
+    L = bartlett(shape, D, N, generator, dtype)
+    return L @ L.mT
+
+
+def _features_from_gram_parts(Cw: Tensor, wCw: Tensor, xq: Tensor, N: int, norm: str) -> Tensor:
+    D = xq.shape[-1]
+    g = torch.cat([Cw / math.sqrt(D), wCw[..., None] / D], dim=-1)  # (..., D+1) = (Z Z^T)[D, :]
+    denom = N + 1 if norm == "N+1" else N
+    return g[..., :, None] * xq[..., None, :] / denom  # (..., D+1, D)
 
 
 def reduced_features(C: Tensor, w: Tensor, xq: Tensor, N: int, norm: str = "N+1") -> Tensor:
@@ -50,22 +61,24 @@ def reduced_features(C: Tensor, w: Tensor, xq: Tensor, N: int, norm: str = "N+1"
     official `gen_field` one (Figs. 1, 3, S2, S7), which also transposes the D x D block, a
     relabelling that leaves every block histogram unchanged.
     """
-    D = w.shape[-1]
     Cw = (C @ w[..., None])[..., 0]  # (..., D)
-    g = torch.cat([Cw / math.sqrt(D), (w * Cw).sum(-1, keepdim=True) / D], dim=-1)  # (..., D+1)
-    denom = N + 1 if norm == "N+1" else N
-    return g[..., :, None] * xq[..., None, :] / denom  # (..., D+1, D)
+    return _features_from_gram_parts(Cw, (w * Cw).sum(-1), xq, N, norm)
 
 
 def draw_reduced(
     D: int, N: int, shape: tuple[int, ...], generator: torch.Generator, dtype=torch.float64, norm: str = "N+1"
 ) -> tuple[Tensor, Tensor]:
-    """Reduced features s (*shape, D+1, D) and query targets y (*shape) of fresh prompts."""
+    """Reduced features s (*shape, D+1, D) and query targets y (*shape) of fresh prompts.
+
+    With C = L L^T: C w = L (L^T w) and w^T C w = |L^T w|^2, so C itself is never formed.
+    """
     w = torch.randn(*shape, D, generator=generator, dtype=dtype)  # (..., D)
     xq = torch.randn(*shape, D, generator=generator, dtype=dtype)  # (..., D)
-    C = wishart(shape, D, N, generator, dtype)  # (..., D, D)
+    L = bartlett(shape, D, N, generator, dtype)  # (..., D, D)
+    u = torch.einsum("...ij,...i->...j", L, w)  # (..., D) = L^T w
+    Cw = torch.einsum("...ij,...j->...i", L, u)  # (..., D)
     y = (w * xq).sum(-1) / math.sqrt(D)  # (...)
-    return reduced_features(C, w, xq, N, norm), y
+    return _features_from_gram_parts(Cw, (u * u).sum(-1), xq, N, norm), y
 
 
 def reduced_fields(s: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -123,6 +123,13 @@ def _amp_gemv(J: Tensor, h: Tensor, lam: Tensor, *, beta: float, damping: float,
     return AMPResult(m=m, v=v, converged=err < tol, err=err, sweeps=sweeps)
 
 
+def _edges(grid: list[int]) -> np.ndarray:
+    """Cell edges around grid points (midpoints, half a step beyond the ends) for pcolormesh."""
+    g = np.asarray(grid, dtype=float)
+    mid = (g[1:] + g[:-1]) / 2
+    return np.concatenate([[g[0] - (mid[0] - g[0])], mid, [g[-1] + (g[-1] - mid[-1])]])
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation over the finite entries of y (NaN when fewer than 3)."""
     ok = np.isfinite(y)
@@ -186,14 +193,13 @@ def run(cfg: Fig4aConfig, ctx: RunContext) -> None:
 
     # -- figure ------------------------------------------------------------------------------
     fig, axes = subplots(1, 3, size=(4.3, 3.4))
-    extent = (Ps[0], Ps[-1], Ns[0], Ns[-1])
+    P_edges, N_edges = _edges(Ps), _edges(Ns)
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("white")
     lo = float(np.nanmin([np.nanmin(mean_amp) if np.isfinite(mean_amp).any() else 1.0, mean_ridge.min()]))
     for ax, M, title in ((axes[0, 0], mean_amp, "AMP mean m (converged runs)"),
                          (axes[0, 1], mean_ridge, "exact ground state (ridge)")):
-        im = ax.imshow(np.ma.masked_invalid(M), origin="lower", aspect="auto", extent=extent, cmap=cmap,
-                       vmin=lo, vmax=1.0, interpolation="nearest")
+        im = ax.pcolormesh(P_edges, N_edges, np.ma.masked_invalid(M), cmap=cmap, vmin=lo, vmax=1.0)
         ax.set(xlabel="P (pre-training prompts = tasks)", ylabel="N (prompt length)", title=title)
         ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.85, label="contrast ratio")
