@@ -58,34 +58,46 @@ def amp(
     """Run the damped Jacobi cavity iteration on J (..., n, n), h (..., n), lam (..., n).
 
     Every batch element stops on its own: once its error drops below tol it is frozen, so a
-    batched run equals separate runs started from the same (m0, v0). The cavity sums are
-    elementwise products reduced over the last dim rather than matmuls: BLAS picks different
-    kernels for batched and single matvecs, and non-converging runs amplify that last-bit
-    rounding to O(1); row reductions keep batched, single and per-spin runs bitwise equal.
+    batched run equals separate runs started from the same (m0, v0) up to matmul rounding
+    (BLAS may pick different kernels for different batch shapes; a diverging run amplifies
+    that last-bit difference, a converging one does not).
     """
-    m, v = _start(h, generator, init)  # (..., n) each
+    m0, v0 = _start(h, generator, init)  # (..., n) each
+    batch, n = h.shape[:-1], h.shape[-1]
+    # Flatten the batch and fold beta into the constants once: each sweep is then two matvecs
+    # and a handful of elementwise ops. Converged elements leave the working set (compaction),
+    # so a batch costs what its slowest members cost, not B times the slowest.
     J_off = J - torch.diag_embed(torch.diagonal(J, dim1=-2, dim2=-1))  # (..., n, n)
-    J2_off = J_off * J_off  # (..., n, n)
-    batch = h.shape[:-1]
-    active = torch.ones(batch, dtype=torch.bool)
-    err = torch.full(batch, float("inf"), dtype=h.dtype)
-    sweeps = torch.zeros(batch, dtype=torch.int64)
+    Jb = (beta * J_off).reshape(-1, n, n)  # (B, n, n)
+    J2b = (beta**2 * J_off * J_off).reshape(-1, n, n)  # (B, n, n)
+    bh = (beta * h).reshape(-1, n)  # (B, n)
+    bl = (beta * lam).expand_as(h).reshape(-1, n)  # (B, n)
+    m = m0.reshape(-1, n).clone()  # (B, n) working copies of the active elements
+    v = v0.reshape(-1, n).clone()
+    B = m.shape[0]
+    out_m, out_v = m.clone(), v.clone()
+    err = torch.full((B,), float("inf"), dtype=h.dtype)
+    sweeps = torch.zeros(B, dtype=torch.int64)
+    idx = torch.arange(B)  # batch indices still iterating
     for _ in range(steps):
-        if not bool(active.any()):
+        if idx.numel() == 0:
             break
-        M = beta * (J_off * m[..., None, :]).sum(-1)  # (..., n)
-        V = beta**2 * (J2_off * v[..., None, :]).sum(-1)  # (..., n)
-        denom = beta * lam - V  # (..., n)
-        m_new = (beta * h + M) / denom
-        v_new = 1.0 / denom
-        sweep_err = ((m_new - m) ** 2).mean(-1) + ((v_new - v) ** 2).mean(-1)  # (...)
-        keep = active[..., None]
-        m = torch.where(keep, damping * m + (1 - damping) * m_new, m)
-        v = torch.where(keep, damping * v + (1 - damping) * v_new, v)
-        err = torch.where(active, sweep_err, err)
-        sweeps = sweeps + active.to(torch.int64)
-        active = active & ~(sweep_err < tol)
-    return AMPResult(m=m, v=v, converged=err < tol, err=err, sweeps=sweeps)
+        denom = bl - torch.bmm(J2b, v[:, :, None])[:, :, 0]  # (b, n) = beta*lam - V
+        v_new = denom.reciprocal()
+        m_new = (bh + torch.bmm(Jb, m[:, :, None])[:, :, 0]) * v_new  # (b, n) = (beta*h + M) / denom
+        sweep_err = (m_new - m).square().mean(-1) + (v_new - v).square().mean(-1)  # (b,)
+        m.mul_(damping).add_(m_new, alpha=1 - damping)
+        v.mul_(damping).add_(v_new, alpha=1 - damping)
+        err[idx] = sweep_err
+        sweeps[idx] += 1
+        done = sweep_err < tol
+        if bool(done.any()):
+            out_m[idx[done]], out_v[idx[done]] = m[done], v[done]
+            keep = ~done
+            idx, m, v, Jb, J2b, bh, bl = idx[keep], m[keep], v[keep], Jb[keep], J2b[keep], bh[keep], bl[keep]
+    out_m[idx], out_v[idx] = m, v
+    return AMPResult(m=out_m.reshape(h.shape), v=out_v.reshape(h.shape), converged=(err < tol).reshape(batch),
+                     err=err.reshape(batch), sweeps=sweeps.reshape(batch))
 
 
 def amp_per_spin_loop(

@@ -6,8 +6,8 @@ context through the Gram matrix C = sum_i x_i x_i^T ~ Wishart(N, I_D):
 
     (Z Z^T)[D, a] = (C w)_a / sqrt(D)  (a < D),   (Z Z^T)[D, D] = w^T C w / D,
 
-so drawing C exactly with Bartlett's decomposition (D(D+1)/2 variates instead of D*N) gives
-features with exactly the same distribution. We also drop the last column of s, which is
+and by rotation invariance (C w, w^T C w) can be drawn exactly from D + 1 variates per prompt
+(`gram_products`) instead of D*N, which gives features with exactly the same distribution. We also drop the last column of s, which is
 identically zero (the query label slot), and keep the "reduced" layout
 
     s_red[a, b] = s[a, b],  a in 0..D, b in 0..D-1,   spin index a*D + b  (n_red = D(D+1)),
@@ -65,20 +65,37 @@ def reduced_features(C: Tensor, w: Tensor, xq: Tensor, N: int, norm: str = "N+1"
     return _features_from_gram_parts(Cw, (w * Cw).sum(-1), xq, N, norm)
 
 
+def gram_products(w: Tensor, N: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Exact joint draw of (C w, w^T C w) for C ~ Wishart(N, I_D) independent of w (..., D).
+
+    Rotation invariance: with Q the Householder reflection taking e1 to u = w/|w| (Q depends on
+    w only), Q^T C Q is again Wishart(N, I) and independent of w, so C w = |w| Q C' e1. By
+    Bartlett, C' e1 = (c, sqrt(c) z_1, ..., sqrt(c) z_{D-1}) with c ~ chi2(N), z ~ N(0, I), and
+    w^T C w = |w|^2 c. That is D + 1 variates per prompt instead of D N.
+    """
+    D = w.shape[-1]
+    r = w.norm(dim=-1, keepdim=True)  # (..., 1)
+    u = w / r
+    c = 2.0 * torch._standard_gamma(torch.full(w.shape[:-1], N / 2.0, dtype=w.dtype), generator=generator)  # (...)
+    z = torch.randn(*w.shape[:-1], D - 1, generator=generator, dtype=w.dtype)  # (..., D-1)
+    col = torch.cat([c[..., None], c.sqrt()[..., None] * z], dim=-1)  # (..., D) = C' e1
+    v = -u
+    v[..., 0] += 1.0  # e1 - u
+    vv = (v * v).sum(-1, keepdim=True)  # (..., 1)
+    reflected = col - 2.0 * v * (v * col).sum(-1, keepdim=True) / vv.clamp_min(1e-300)
+    Qcol = torch.where(vv > 1e-24, reflected, col)  # u == e1: Q = I
+    return r * Qcol, (r[..., 0] ** 2) * c
+
+
 def draw_reduced(
     D: int, N: int, shape: tuple[int, ...], generator: torch.Generator, dtype=torch.float64, norm: str = "N+1"
 ) -> tuple[Tensor, Tensor]:
-    """Reduced features s (*shape, D+1, D) and query targets y (*shape) of fresh prompts.
-
-    With C = L L^T: C w = L (L^T w) and w^T C w = |L^T w|^2, so C itself is never formed.
-    """
+    """Reduced features s (*shape, D+1, D) and query targets y (*shape) of fresh prompts (exact in law)."""
     w = torch.randn(*shape, D, generator=generator, dtype=dtype)  # (..., D)
     xq = torch.randn(*shape, D, generator=generator, dtype=dtype)  # (..., D)
-    L = bartlett(shape, D, N, generator, dtype)  # (..., D, D)
-    u = torch.einsum("...ij,...i->...j", L, w)  # (..., D) = L^T w
-    Cw = torch.einsum("...ij,...j->...i", L, u)  # (..., D)
+    Cw, wCw = gram_products(w, N, generator)  # (..., D), (...)
     y = (w * xq).sum(-1) / math.sqrt(D)  # (...)
-    return _features_from_gram_parts(Cw, (u * u).sum(-1), xq, N, norm), y
+    return _features_from_gram_parts(Cw, wCw, xq, N, norm), y
 
 
 def reduced_fields(s: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -114,17 +131,41 @@ def block_values(J: Tensor, h: Tensor, D: int, a_diagonal: bool = True) -> dict[
 
 
 def batched_counts(values: Tensor, lo: float, hi: float, bins: int) -> Tensor:
-    """Histogram counts (B, bins) of each row of values (B, k) on equal bins of [lo, hi].
+    """Histogram counts (B, bins) of each row of values (B, ...) on equal bins of [lo, hi].
 
-    Values outside [lo, hi] are dropped (like torch.histc and pandas.cut).
+    Values outside [lo, hi] are dropped (like torch.histc and pandas.cut); hi falls in the last bin.
     """
     B = values.shape[0]
-    v = values.to(torch.float64)
-    idx = ((v - lo) / (hi - lo) * bins).floor().long().clamp_max(bins - 1)  # hi falls in the last bin
-    ok = (v >= lo) & (v <= hi)
-    rows = torch.arange(B)[:, None].expand_as(idx)
-    flat = (rows * bins + idx)[ok]
-    return torch.bincount(flat, minlength=B * bins).reshape(B, bins)
+    x = (values.reshape(B, -1) - lo) * (bins / (hi - lo))  # (B, k) in bin units
+    outside = (x < 0) | (x > bins)
+    idx = x.long().clamp_max_(bins - 1).masked_fill_(outside, bins)  # x >= 0: truncation = floor
+    idx += torch.arange(B)[:, None] * (bins + 1)
+    counts = torch.bincount(idx.reshape(-1), minlength=B * (bins + 1))
+    return counts.reshape(B, bins + 1)[:, :bins]
+
+
+def block_counts(
+    J: Tensor, h: Tensor, D: int, bins: int, windows: dict[str, tuple[float, float]], a_diagonal: bool = True
+) -> dict[str, Tensor]:
+    """Per-draw histograms (B, bins) of blocks A-E, equal to `batched_counts(block_values(...))`
+    but without gathering the off-diagonal entries: count the whole block, subtract its diagonal,
+    and count one of the two (symmetric) D blocks twice."""
+    head = D * D
+
+    def count(x, k):
+        return batched_counts(x, *windows[k], bins)
+
+    def diag(x):
+        return torch.diagonal(x, dim1=-2, dim2=-1)
+
+    A = h[:, :D, :D]
+    return {
+        "A": count(A, "A") - (0 if a_diagonal else count(diag(A), "A")),
+        "B": count(h[:, D, :], "B"),
+        "C": count(J[:, :head, :head], "C") - count(diag(J[:, :head, :head]), "C"),
+        "D": 2 * count(J[:, :head, head:], "D"),
+        "E": count(J[:, head:, head:], "E") - count(diag(J[:, head:, head:]), "E"),
+    }
 
 
 def kl_bits(p_counts: Tensor, q_counts: Tensor) -> Tensor:

@@ -18,6 +18,11 @@ from . import _structure as st
 
 PAPER_SIGMA = {"B": 0.06, "C": 0.024, "D": 0.027, "E": 0.08}  # fig-1/plot.py curves
 PAPER_AMPLITUDE = {"B": 1.0, "C": 3.0, "D": 1.04, "E": 1.04}
+# fig-1/plot.py evaluates the C curve 3*N(x; 0, 0.024^2) on linspace(-0.3, 0.3) but draws it against
+# linspace(-0.1, 0.1): the curve on screen is 3*N(3x; 0, 0.024^2) = N(x; 0, 0.008^2), a normalised
+# Gaussian of width 0.008. That is the width the figure actually shows.
+PAPER_SIGMA_DRAWN = {"B": 0.06, "C": 0.008, "D": 0.027, "E": 0.08}
+PAPER_AMPLITUDE_DRAWN = {"B": 1.0, "C": 1.0, "D": 1.04, "E": 1.04}
 
 
 class Fig1Config(ExperimentConfig):
@@ -37,7 +42,7 @@ class Fig1Config(ExperimentConfig):
 @experiment(
     "spinglass.fig1",
     Fig1Config,
-    presets={"quick": {"draws": 3000}, "paper": {"D": 5, "N": 100, "P": 1000, "lam0": 0.0, "draws": 100_000}},
+    presets={"quick": {"draws": 2000}, "paper": {"D": 5, "N": 100, "P": 1000, "lam0": 0.0, "draws": 100_000}},
     title="Structure of fields and couplings",
     paper="Li, Bai, Huang 2024, Fig. 1",
 )
@@ -106,7 +111,7 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
         a_diag.append(torch.diagonal(hr[:, :D, :D], dim1=-2, dim2=-1).mean(1))
         for k, v in st.block_values(Jr, hr, D).items():
             lo, hi = st.PAPER_WINDOWS[k]
-            counts[k] += st.batched_counts(v, lo, hi, cfg.bins).sum(0).numpy()
+            counts[k] += torch.histc(v.reshape(-1), cfg.bins, lo, hi).long().numpy()
             moments[k].update(v)
             if k == "A":
                 a_values.append(v.reshape(-1))
@@ -141,7 +146,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
         lo, hi = st.PAPER_WINDOWS[k]
         width = (hi - lo) / cfg.bins
         centers = lo + width * (np.arange(cfg.bins) + 0.5)
-        ax.bar(centers, counts[k] / (moments[k].n * width), width=width, color="#97999a")
+        edges = np.linspace(lo, hi, cfg.bins + 1)
+        ax.stairs(counts[k] / (moments[k].n * width), edges, fill=True, color="#97999a")
         x = np.linspace(lo, hi, 400)
         if k == "A":
             curve = sum(g_w[c] * st.gaussian_pdf(x, g_mu[c], g_sd[c]) for c in range(2))
@@ -150,7 +156,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
             ax.plot(x, st.gaussian_pdf(x, fits[k]["mle_mean"], fits[k]["mle_std"]), "r", lw=0.8, label="normal (MLE)")
             ax.plot(x, fits[k]["lsq_amplitude"] * st.gaussian_pdf(x, 0, fits[k]["lsq_sigma"]), "b--", lw=0.8,
                     label="a N(0, s^2) (LSQ)")
-            ax.plot(x, PAPER_AMPLITUDE[k] * st.gaussian_pdf(x, 0, PAPER_SIGMA[k]), "k:", lw=0.8, label="paper curve")
+            ax.plot(x, PAPER_AMPLITUDE_DRAWN[k] * st.gaussian_pdf(x, 0, PAPER_SIGMA_DRAWN[k]), "k:", lw=0.8,
+                    label="paper curve (as drawn)")
         ax.set_title(f"block {k}")
         ax.set_xlim(lo, hi)
         if j in (0, 2):
@@ -189,8 +196,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
         rows += [
             (f"{k}_mle_mean", fits[k]["mle_mean"], 0.0, 0.0, 0.0),
             (f"{k}_mle_std", fits[k]["mle_std"], p_std, p_off, PAPER_SIGMA[k]),
-            (f"{k}_lsq_sigma", fits[k]["lsq_sigma"], np.nan, np.nan, PAPER_SIGMA[k]),
-            (f"{k}_lsq_amplitude", fits[k]["lsq_amplitude"], np.nan, np.nan, PAPER_AMPLITUDE[k]),
+            (f"{k}_lsq_sigma", fits[k]["lsq_sigma"], np.nan, np.nan, PAPER_SIGMA_DRAWN[k]),
+            (f"{k}_lsq_amplitude", fits[k]["lsq_amplitude"], np.nan, np.nan, PAPER_AMPLITUDE_DRAWN[k]),
             (f"{k}_fraction_outside_window", fits[k]["outside_window"], np.nan, np.nan, np.nan),
         ]
     rows.append(("fraction_draws_last_row_diag_below_-1.34", pct_134, np.nan, np.nan, np.nan))
@@ -227,18 +234,21 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
                   ours=f"MLE sigma {fits[k]['mle_std']:.4f}, LSQ sigma {fits[k]['lsq_sigma']:.4f}",
                   target="MLE sigma within 5% of the closed form", passed=rk < 0.05)
     for k in ("C", "D"):
-        rk = rel(fits[k]["lsq_sigma"], PAPER_SIGMA[k])
-        ctx.claim(f"block {k} width", paper=f"{PAPER_AMPLITUDE[k]} N(0, {PAPER_SIGMA[k]}^2) (hand-set curve)",
+        rk = rel(fits[k]["lsq_sigma"], PAPER_SIGMA_DRAWN[k])
+        drawn = "" if k == "D" else " as drawn: N(0, 0.008^2), see note"
+        ctx.claim(f"block {k} width", paper=f"{PAPER_AMPLITUDE[k]} N(0, {PAPER_SIGMA[k]}^2) (hand-set curve{drawn})",
                   ours=(f"MLE sigma {fits[k]['mle_std']:.4f}; LSQ {fits[k]['lsq_amplitude']:.2f} "
                         f"N(0, {fits[k]['lsq_sigma']:.4f}^2)"),
-                  target="LSQ sigma within 25% of the paper's", passed=rk < 0.25)
-
+                  target=f"LSQ sigma within 15% of {PAPER_SIGMA_DRAWN[k]}", passed=rk < 0.15)
     ctx.note("Pooled draws sample the context Gram matrix C = sum_i x_i x_i^T exactly as Wishart(N, I) by Bartlett's "
              "decomposition instead of drawing the N tokens: the features only see C, so the distribution is identical "
              "(the test suite checks the formula against the core features); one draw uses the core path for panels a, b.")
     ctx.note(f"Features use our convention ({cfg.norm}); the official gen_field divides by N and transposes the D x D "
              "block (spec §7.1). The transposition only relabels spins (histograms unchanged); the normalisation "
              "rescales h by (N+1)/N and J by ((N+1)/N)^2, which is why the predicted_other_norm column is given.")
+    ctx.note("fig-1/plot.py computes the C curve 3*N(0, 0.024^2) on linspace(-0.3, 0.3) but plots it against "
+             "linspace(-0.1, 0.1), so the curve in the figure is the normalised N(0, 0.008^2): the spec's 'sigma ~ 0.024' "
+             "for C is that mislabelled curve; we compare with the drawn width 0.008.")
     ctx.note("The paper's 'fits' are hand-set curves in fig-1/plot.py (C is drawn as 3*N(0,0.024^2), D and E with a 1.04 "
              "factor), not normalised fits; we report both a normal MLE (sample mean/std) and a least-squares "
              "a*N(0,s^2) fit to the histogram density. The pooled C and D distributions are heavy-tailed mixtures "
