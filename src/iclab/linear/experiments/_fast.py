@@ -119,6 +119,26 @@ def _pair_index(n: int) -> tuple[Tensor, Tensor, Tensor]:
     return i, j, idx
 
 
+def official_corr_prompts(
+    D: int, N: int, P: int, *, generator: torch.Generator, token_corr: float, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor, Tensor]:
+    """g, x_q, y of P prompts with the official Fig. S4 construction X <- X L (spec §7.6).
+
+    L is the lower Cholesky factor of (1−c) I + c 11ᵀ; each coordinate's token row is z L, z ~ N(0, I),
+    so the tokens have covariance Lᵀ L, not the equicorrelation L Lᵀ. Full prompts: O(P D N²).
+    """
+    from ..data import token_correlation_factor
+
+    L = token_correlation_factor(N + 1, token_corr, dtype=dtype)  # (N+1, N+1)
+    w = torch.randn(P, D, generator=generator, dtype=dtype)  # (P, D)
+    x = torch.randn(P, D, N + 1, generator=generator, dtype=dtype) @ L  # (P, D, N+1)
+    labels = torch.einsum("pd,pdt->pt", w, x) / math.sqrt(D)  # (P, N+1)
+    y = labels[:, N].clone()  # (P,)
+    ctx_x, ctx_y = x[:, :, :N], labels[:, :N]  # the query's label slot is 0: context tokens only
+    g = torch.cat([torch.einsum("pt,pdt->pd", ctx_y, ctx_x), (ctx_y * ctx_y).sum(-1, keepdim=True)], -1)
+    return g, x[:, :, N], y  # (P, D+1), (P, D), (P,)
+
+
 def reduced_stats(
     D: int,
     N: int,
@@ -127,9 +147,15 @@ def reduced_stats(
     generator: torch.Generator,
     dtype: torch.dtype = torch.float64,
     token_corr: float = 0.0,
+    token_model: str = "equicorrelated",
     chunk: int = 4096,
 ) -> SuffStats:
-    """Sufficient statistics (full (D+1)² spins) of P fresh prompts drawn by `reduced_prompts`."""
+    """Sufficient statistics (full (D+1)² spins) of P fresh prompts drawn by `reduced_prompts`
+    (token_model="official": by `official_corr_prompts`, in chunks of 512)."""
+    if token_model not in ("equicorrelated", "official"):
+        raise ValueError(f"unknown token_model {token_model!r}")
+    official = token_model == "official" and token_corr != 0.0
+    chunk = 512 if official else chunk
     gi, gj, gidx = _pair_index(D + 1)
     qi, qj, qidx = _pair_index(D)
     T = torch.zeros(gi.numel(), qi.numel(), dtype=dtype)  # (pairs of g, pairs of q)
@@ -137,7 +163,8 @@ def reduced_stats(
     yy = torch.zeros((), dtype=dtype)
     for start in range(0, P, chunk):
         size = min(chunk, P - start)
-        g, q, y = reduced_prompts(D, N, size, generator=generator, dtype=dtype, token_corr=token_corr)
+        draw = official_corr_prompts if official else reduced_prompts
+        g, q, y = draw(D, N, size, generator=generator, dtype=dtype, token_corr=token_corr)
         g = g / (N + 1)  # the 1/(N+1) of the readout goes with g
         T += (g[:, gi] * g[:, gj]).T @ (q[:, qi] * q[:, qj])  # (Pg, Pq)
         hm += (g * y[:, None]).T @ q  # (D+1, D)
@@ -210,6 +237,7 @@ def adam_quadratic(
     init: dict[str, Tensor] | None = None,
     test: SuffStats | None = None,
     record_every: int | None = None,
+    record_at: list[int] | None = None,
     group: int = 16,
     dtype: torch.dtype = torch.float64,
 ) -> FastTrainResult:
@@ -217,54 +245,68 @@ def adam_quadratic(
 
     Same init draw (`train.init_params` on the whole batch, so the same generator gives the
     same start), same Adam, same records: losses of the weights after 0, k, 2k, ..., epochs
-    steps (record_every=None: only the start and the end). Runs are trained `group` at a time.
+    steps (record_every=None: only the start and the end; or the given `record_at` epochs, e.g.
+    log-spaced, which always include 0 and the end). Runs are trained in balanced groups
+    of at most `group`; the optimisation runs in `dtype`, the recorded losses in float64 (a
+    float32 quadratic form cancels to ~1e-7, hiding small training losses).
     """
-    R, n = train.S.shape[0], train.S.shape[-1]
+    R = train.S.shape[0]
     D = train.D
-    params = init if init is not None else init_params(model, R, D, generator=generator, dtype=dtype)
+    # the init is drawn in float64 whatever `dtype`, so float32 and float64 runs start alike
+    params = init if init is not None else init_params(model, R, D, generator=generator, dtype=torch.float64)
     params = {k: v.detach().to(dtype).clone() for k, v in params.items()}
-    k = record_every or epochs
-    points = list(range(0, epochs + 1, k))
-    points = points if points[-1] == epochs else points + [epochs]
+    if record_at is not None:
+        points = sorted({0, epochs} | {int(e) for e in record_at if 0 <= e <= epochs})
+    else:
+        points = list(range(0, epochs + 1, record_every or epochs))
+        points = points if points[-1] == epochs else points + [epochs]
+    where = {t: j for j, t in enumerate(points)}
     act = active_spins(D)
     tr_hist = torch.zeros(R, len(points), dtype=torch.float64)
     te_hist = torch.zeros(R, len(points), dtype=torch.float64) if test is not None else None
     W_out = torch.zeros(R, D + 1, D + 1, dtype=dtype)
-    for g0 in range(0, R, group):
-        sl = slice(g0, min(g0 + group, R))
-        Sa = train.S[sl][:, act][:, :, act].to(dtype).contiguous()  # (G, na, na)
-        ha = train.h[sl][:, act].to(dtype)  # (G, na)
-        yy = torch.as_tensor(train.yy)[sl].to(dtype)  # (G,)
-        Sts = None
-        if test is not None:
-            Sts = test.S[sl][:, act][:, :, act].to(dtype).contiguous()  # (G, na, na)
-            hts, yyts = test.h[sl][:, act].to(dtype), torch.as_tensor(test.yy)[sl].to(dtype)
+    n_groups = -(-R // group)
+    bounds = [round(R * g / n_groups) for g in range(n_groups + 1)]  # balanced group sizes
+
+    def sub(st: SuffStats, sl: slice, dt: torch.dtype) -> tuple[list[Tensor], Tensor, Tensor]:
+        S = st.S[sl][:, act][:, :, act].to(dt).contiguous()  # (G, na, na)
+        return list(S.unbind(0)), st.h[sl][:, act].to(dt), torch.as_tensor(st.yy)[sl].to(dt)
+
+    def mse64(wa: Tensor, st: tuple[list[Tensor], Tensor, Tensor]) -> Tensor:
+        w = wa.double()  # (G, na)
+        Sw = torch.stack([torch.mv(S_r, w_r) for S_r, w_r in zip(st[0], w)])  # (G, na)
+        return (w * Sw).sum(-1) - 2 * (w * st[1]).sum(-1) + st[2]  # (G,)
+
+    for g0, g1 in zip(bounds[:-1], bounds[1:]):
+        sl = slice(g0, g1)
+        S_list, ha, _ = sub(train, sl, dtype)
+        tr64 = sub(train, sl, torch.float64)
+        te64 = sub(test, sl, torch.float64) if test is not None else None
         p = {name: v[sl].clone() for name, v in params.items()}
         opt = _Adam(list(p.values()), lr, weight_decay)
-        G = Sa.shape[0]
+        G = g1 - g0
         Sw = torch.zeros(G, len(act), dtype=dtype)
-        S_list, Sw_list = list(Sa.unbind(0)), list(Sw.unbind(0))
+        Sw_list = list(Sw.unbind(0))
+        grad_W = torch.zeros(G, (D + 1) ** 2, dtype=dtype)  # dMSE/dW; inactive spins stay 0
         for t in range(epochs + 1):
             W = p["W"] if model == "merged" else p["W_Q"].mT @ p["W_K"]  # (G, D+1, D+1)
             wa = W.reshape(G, -1)[:, act]  # (G, na)
-            for S_r, w_r, out in zip(S_list, wa.unbind(0), Sw_list):
-                torch.mv(S_r, w_r, out=out)
-            if t in points:
-                j = points.index(t)
-                tr_hist[sl, j] = ((wa * Sw).sum(-1) - 2 * (wa * ha).sum(-1) + yy).double()
-                if Sts is not None:
-                    Stw = torch.stack([torch.mv(Sts[r], wa[r]) for r in range(G)])  # (G, na)
-                    te_hist[sl, j] = ((wa * Stw).sum(-1) - 2 * (wa * hts).sum(-1) + yyts).double()
+            if t in where:
+                j = where[t]
+                tr_hist[sl, j] = mse64(wa, tr64)
+                if te64 is not None:
+                    te_hist[sl, j] = mse64(wa, te64)
             if t == epochs:
                 W_out[sl] = W
                 break
-            grad_W = torch.zeros(G, (D + 1) ** 2, dtype=dtype)
+            for S_r, w_r, out in zip(S_list, wa.unbind(0), Sw_list):
+                torch.mv(S_r, w_r, out=out)
             grad_W[:, act] = 2 * (Sw - ha)
-            grad_W = grad_W.reshape(G, D + 1, D + 1)  # dMSE/dW
+            gW = grad_W.reshape(G, D + 1, D + 1)
             if model == "merged":
-                opt.step([grad_W])
+                opt.step([gW])
             else:  # W = W_Qᵀ W_K: dW_Q = W_K Gᵀ, dW_K = W_Q G
-                opt.step([p["W_K"] @ grad_W.mT, p["W_Q"] @ grad_W])
+                opt.step([p["W_K"] @ gW.mT, p["W_Q"] @ gW])
     return FastTrainResult(W=W_out, train_loss=tr_hist, test_loss=te_hist, epochs=torch.tensor(points))
 
 

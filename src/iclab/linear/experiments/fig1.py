@@ -78,11 +78,14 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
     axes[0, 0].axvline(D - 0.5, color="k", ls="--", lw=0.8)
     axes[0, 0].text(D / 2 - 0.5, D / 2 - 0.5, "A", ha="center", va="center", color="k")
     axes[0, 0].text(D / 2 - 0.5, D, "B", ha="center", va="center", color="k")
-    heatmap(axes[0, 1], J, "(b) couplings J")
+    off = np.abs(J[~np.eye(J.shape[0], dtype=bool)]).max()
+    im = heatmap(axes[0, 1], J, f"(b) couplings J (colours clipped at +-{off:.2f})")
+    im.set_clim(-off, off)  # the diagonal (~ -0.2 and ~ -1.4) would otherwise hide blocks C, D, E
     for x in (head - 0.5,):
         axes[0, 1].axhline(x, color="k", ls="--", lw=0.8)
         axes[0, 1].axvline(x, color="k", ls="--", lw=0.8)
-    for label, (r, c) in {"C": (head / 2, head / 2), "D": (head / 2, head + D / 2), "E": (head + D / 2, head + D / 2)}.items():
+    for label, (r, c) in {"C": (head / 4, 3 * head / 4), "D": (head / 2, head + D / 2),
+                          "E": (head + D / 2, head + D / 4)}.items():
         axes[0, 1].text(c, r, label, ha="center", va="center", color="k")
     ctx.figure(
         fig,
@@ -91,7 +94,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
             f"Fig. 1a,b: one draw of the fields h ((D+1)x(D+1)) and couplings J ((D+1)^2 x (D+1)^2), "
             f"D={D}, N={N}, P={P}, lambda0={cfg.lam0}, features normalised by {cfg.norm}, seed={cfg.seed}. "
             "Paper: h has a diagonal D x D block (A) and a small last row (B), the last column is 0; "
-            "J is dominated by its negative diagonal, with small off-diagonal blocks C, D, E."
+            "J is dominated by its negative diagonal (colours clipped at the largest off-diagonal |J| so that the small "
+            "off-diagonal blocks C, D, E show)."
         ),
     )
 

@@ -1,0 +1,169 @@
+"""Training experiments (Figs. 2, 4b, S1, S4): fast paths against the core, and small runs end to end."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from iclab.linear.data import features, stack_stats, sufficient_stats, sufficient_stats_from, token_correlation_factor
+from iclab.linear.experiments._fast import adam_quadratic, reduced_stats, torch_threads
+from iclab.linear.train import train_quadratic
+from iclab.runtime import IclabError, execute, get_experiment
+
+
+def run(name, tmp_path, preset="quick", **overrides):
+    exp = get_experiment(name)
+    res = execute(exp, exp.make_config(preset, overrides), tmp_path, preset=preset, quiet=True)
+    assert res.status == "done", res.error
+    path = Path(res.path)
+    summary = json.loads((path / "summary.json").read_text())
+    for fig in summary["figures"]:
+        for f in fig["files"]:
+            assert (path / f).is_file(), f
+    claims = {c["name"]: c for c in summary["claims"]}
+    return path, pd.read_csv(path / "tables" / "metrics.csv"), claims
+
+
+# -----------------------------------------------------------------------------
+# fast paths
+
+
+@pytest.mark.parametrize("model", ["merged", "separate"])
+def test_fast_adam_matches_train_quadratic(model):
+    """Same init, same Adam, same records as the core trainer, to rounding."""
+    train = stack_stats([sufficient_stats(3, 8, 40, generator=torch.Generator().manual_seed(k)) for k in range(5)])
+    test = stack_stats([sufficient_stats(3, 8, 40, generator=torch.Generator().manual_seed(9 + k)) for k in range(5)])
+    kw = dict(model=model, epochs=120, lr=0.01, weight_decay=0.01, record_every=40)
+    ref = train_quadratic(train.S, train.h, train.yy, generator=torch.Generator().manual_seed(3), test_stats=test, **kw)
+    fast = adam_quadratic(train, generator=torch.Generator().manual_seed(3), test=test, group=2, **kw)
+    assert fast.epochs.tolist() == ref.epochs.tolist() == [0, 40, 80, 120]
+    torch.testing.assert_close(fast.W, ref.W, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast.train_loss, ref.train_loss, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast.test_loss, ref.test_loss, rtol=0, atol=1e-12)
+    assert fast.train_loss[:, -1].mean() < 0.5 * fast.train_loss[:, 0].mean()  # it did train
+
+
+def test_pair_gemm_statistics_equal_core_features():
+    """The official-token path builds full prompts, so its statistics must equal the core's exactly."""
+    D, N, P, c = 3, 6, 50, 0.4
+    got = reduced_stats(D, N, P, generator=torch.Generator().manual_seed(5), token_corr=c, token_model="official")
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(P, D, generator=gen, dtype=torch.float64)
+    x = torch.randn(P, D, N + 1, generator=gen, dtype=torch.float64) @ token_correlation_factor(N + 1, c)
+    labels = torch.einsum("pd,pdt->pt", w, x) / D**0.5
+    y = labels[:, N].clone()
+    labels[:, N] = 0
+    ref = sufficient_stats_from(features(torch.cat([x, labels[:, None]], 1)), y)
+    torch.testing.assert_close(got.S, ref.S, rtol=0, atol=1e-13)
+    torch.testing.assert_close(got.h, ref.h, rtol=0, atol=1e-13)
+    torch.testing.assert_close(got.yy, ref.yy, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("c", [0.0, 0.6])
+def test_reduced_sampler_has_the_core_distribution(c):
+    """E[S], E[h] of the reduced sampler agree with data.sample_prompts within sampling error
+    while a sampler off by 0.15 in the token correlation is caught (the test has power)."""
+    D, N, P, k = 3, 6, 20000, 4
+    with torch_threads(1):
+        core = [sufficient_stats(D, N, P, generator=torch.Generator().manual_seed(s), token_corr=c) for s in range(k)]
+        red = [reduced_stats(D, N, P, generator=torch.Generator().manual_seed(50 + s), token_corr=c) for s in range(k)]
+        bad = [reduced_stats(D, N, P, generator=torch.Generator().manual_seed(50 + s), token_corr=c + 0.15)
+               for s in range(k)]
+    Sa, Sb, Sc = (torch.stack([st.S for st in sts]) for sts in (core, red, bad))
+    se = ((Sa.var(0) + Sb.var(0)) / k).sqrt()
+    live = se > 1e-12
+    z = ((Sa.mean(0) - Sb.mean(0)) / se)[live]
+    z_bad = ((Sa.mean(0) - Sc.mean(0)) / se)[live]
+    assert z.pow(2).mean().sqrt() < 1.6 and z.abs().max() < 6
+    assert z_bad.pow(2).mean().sqrt() > 3
+    torch.testing.assert_close(torch.stack([st.yy for st in red]).mean(), torch.tensor(1.0, dtype=torch.float64),
+                               rtol=0, atol=0.03)
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(IclabError, match="field 'D'"):
+        get_experiment("spinglass.fig4b").make_config("quick", {"D": -3})
+    with pytest.raises(IclabError, match="field 'Ns'"):
+        get_experiment("spinglass.fig4b").make_config("quick", {"Ns": [20, 0]})
+    with pytest.raises(IclabError, match="field 'cs'"):
+        get_experiment("spinglass.figS4").make_config("quick", {"cs": [0.5, 1.0]})
+    with pytest.raises(IclabError, match="field 'repeats'"):
+        get_experiment("spinglass.figS1").make_config("quick", {"repeats": 0})
+    with pytest.raises(IclabError, match="field 'Ps'"):
+        get_experiment("spinglass.fig2").make_config("quick", {"Ps": [10]})
+
+
+# -----------------------------------------------------------------------------
+# experiments, small
+
+
+def test_fig2_quick(tmp_path):
+    path, df, claims = run("spinglass.fig2", tmp_path, repeats=3)
+    assert set(df.P) == {10, 1000} and df.epoch.max() == 300
+    assert claims["final test MSE at P=10"]["ours"] > 1  # memorisation: worse than predicting 0
+    assert claims["final test MSE at P=1000"]["ours"] < 0.2  # near (D+1)/(N+D+1) = 0.099
+    cr_small, cr_large = claims["contrast ratio of trained W, P=10 vs P=1000"]["ours"]
+    assert cr_large > 0.8 > 0.3 > cr_small
+    assert claims["AMP v on the last column"]["passed"] and claims["AMP converged"]["passed"]
+    assert (path / "arrays" / "weights.npz").is_file()
+
+
+def test_fig4b_small(tmp_path):
+    _, df, claims = run("spinglass.fig4b", tmp_path, D=10, Ns=[10, 40, 160], P_train=3000, P_test=500, repeats=3,
+                        epochs=3000)
+    assert len(df) == 3 * 3 * 4  # N x repeats x {adam, amp, ridge, ridge_wd/2}
+    assert claims["max |AMP − Adam| over N"]["ours"] < 0.03
+    assert claims["Adam test error decreases with N"]["passed"]
+    assert 0 < claims["Adam − (D+1)/(N+D+1) at N=160"]["ours"] < 0.05
+    assert 0 < claims["AMP converged fraction"]["ours"] <= 1
+    adam = df[df.method == "adam"].groupby("N").test_mse.mean()
+    ridge_half = df[df.method == "ridge_wd/2"].groupby("N").test_mse.mean()
+    assert (adam - ridge_half).abs().max() < 0.02  # Adam heads to its stationary point, λ0 = wd/2
+
+
+def test_figS1_small(tmp_path):
+    _, df, claims = run("spinglass.figS1", tmp_path, D=6, N=50, alphas=[0.3, 0.6, 1.2, 2.0, 3.0],
+                        curve_alphas=[0.3, 3.0], repeats=3, epochs=1000, P_test=300)
+    assert len(df) == 5 * 2 * 3
+    s = df.groupby(["model", "alpha"])[["train_mse", "test_mse"]].mean()
+    for model in ("separate", "merged"):
+        assert s.loc[(model, 0.3), "train_mse"] < 1e-6  # below the threshold both interpolate
+        assert s.loc[(model, 3.0), "test_mse"] < 0.5 * s.loc[(model, 0.3), "test_mse"]
+    assert claims["contrast ratio of W, α=0.3 vs α=3.0 (separate, merged)"]["passed"]
+    assert abs(s.loc[("separate", 3.0), "test_mse"] - s.loc[("merged", 3.0), "test_mse"]) < 0.05  # coincide
+
+
+def test_figS4_small(tmp_path):
+    _, df, claims = run("spinglass.figS4", tmp_path, D=8, N=50, P_train=3000, P_test=500, cs=[0.05, 0.5, 0.9],
+                        repeats=2, epochs=2000)
+    mean = df.groupby(["method", "c"]).test_mse.mean()
+    assert mean[("adam", 0.5)] > max(mean[("adam", 0.05)], mean[("adam", 0.9)])  # non-monotonic in c
+    assert claims["max |ridge ground state − Adam| over c"]["ours"] < 0.05
+    amp = df[df.method == "amp"].set_index("c")
+    assert amp.loc[0.05, "converged"].all()  # weakly correlated tokens: AMP converges, close to Adam
+    assert abs(mean[("amp", 0.05)] - mean[("adam", 0.05)]) < 0.03
+    assert amp.groupby("c").coupling_ratio.mean().is_monotonic_increasing
+
+
+# -----------------------------------------------------------------------------
+# paper presets (minutes): the issue's targets
+
+
+@pytest.mark.slow
+def test_fig4b_paper_targets(tmp_path):
+    _, _, claims = run("spinglass.fig4b", tmp_path, preset="paper")
+    assert claims["max |AMP − Adam| over N"]["passed"]
+    assert claims["Adam − (D+1)/(N+D+1) at N=200"]["passed"]
+    assert claims["AMP − (D+1)/(N+D+1) at N=200"]["passed"]
+    if os.getloadavg()[0] < 2.5:  # the 5-minute target is for an otherwise idle 2-core machine
+        assert claims["wall time of this run (s)"]["passed"], claims["wall time of this run (s)"]["ours"]
+
+
+@pytest.mark.slow
+def test_figS1_paper_peak(tmp_path):
+    _, _, claims = run("spinglass.figS1", tmp_path, preset="paper")
+    for model in ("separate", "merged"):
+        assert claims[f"test-loss peak α on the paper grid ({model})"]["passed"], model
