@@ -7,8 +7,8 @@ context through the Gram matrix C = sum_i x_i x_i^T ~ Wishart(N, I_D):
     (Z Z^T)[D, a] = (C w)_a / sqrt(D)  (a < D),   (Z Z^T)[D, D] = w^T C w / D,
 
 and by rotation invariance (C w, w^T C w) can be drawn exactly from D + 1 variates per prompt
-(`gram_products`) instead of D*N, which gives features with exactly the same distribution. We also drop the last column of s, which is
-identically zero (the query label slot), and keep the "reduced" layout
+(`gram_products`) instead of D*N, which gives features with exactly the same distribution.
+We also drop the last column of s, which is identically zero (the query label slot), and keep the "reduced" layout
 
     s_red[a, b] = s[a, b],  a in 0..D, b in 0..D-1,   spin index a*D + b  (n_red = D(D+1)),
 

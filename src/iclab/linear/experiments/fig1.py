@@ -51,8 +51,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
 
     Why: the fields carry the identity (bimodal A block, diagonal ~ N/((N+1)D)), the couplings
     are small, zero-mean and block-structured; these statistics are what Figs. S2/S3 build on.
-    The pooled draws use the exact Wishart shortcut of `_structure` (same distribution, ~20x fewer
-    random numbers); one draw is also built with the core prompt -> features path for the heatmaps.
+    The pooled draws use the exact Wishart shortcut of `_structure` (same distribution, ~N times
+    fewer random numbers); one draw is also built with the core prompt -> features path for the heatmaps.
     """
     D, N, P = cfg.D, cfg.N, cfg.P
     if N < D:
@@ -94,8 +94,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
             f"Fig. 1a,b: one draw of the fields h ((D+1)x(D+1)) and couplings J ((D+1)^2 x (D+1)^2), "
             f"D={D}, N={N}, P={P}, lambda0={cfg.lam0}, features normalised by {cfg.norm}, seed={cfg.seed}. "
             "Paper: h has a diagonal D x D block (A) and a small last row (B), the last column is 0; "
-            "J is dominated by its negative diagonal (colours clipped at the largest off-diagonal |J| so that the small "
-            "off-diagonal blocks C, D, E show)."
+            "J is dominated by its negative diagonal (colours clipped at the largest off-diagonal |J| so "
+            "that the small off-diagonal blocks C, D, E show)."
         ),
     )
 
@@ -223,7 +223,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
               ours=round(float(last_diag.mean()), 4), target="within 2% of the closed form", passed=r2 < 0.02)
     ctx.claim("paper's -1.34 is a single-draw value",
               paper="-1.34 (one draw of P=1000 prompts)",
-              ours=f"{100 * pct_134:.1f}% of our draws have a last-row diagonal mean <= -1.34 (ours single: {one_last:.3f})",
+              ours=f"{100 * pct_134:.1f}% of our draws have a last-row diagonal mean <= -1.34 (ours "
+                   f"single: {one_last:.3f})",
               target="between 2.5% and 97.5%", passed=0.025 < pct_134 < 0.975)
     r3 = rel(float(a_diag.mean()), pred["A_diag_mean"])
     ctx.claim("A-block diagonal mean", paper=f"~ N/((N+1)D) = {N / ((N + 1) * D):.4f} (0.2 in the paper's fit)",
@@ -244,20 +245,22 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
                   ours=(f"MLE sigma {fits[k]['mle_std']:.4f}; LSQ {fits[k]['lsq_amplitude']:.2f} "
                         f"N(0, {fits[k]['lsq_sigma']:.4f}^2)"),
                   target=f"LSQ sigma within 15% of {PAPER_SIGMA_DRAWN[k]}", passed=rk < 0.15)
-    ctx.note("Pooled draws sample the context Gram matrix C = sum_i x_i x_i^T exactly as Wishart(N, I) by Bartlett's "
-             "decomposition instead of drawing the N tokens: the features only see C, so the distribution is identical "
-             "(the test suite checks the formula against the core features); one draw uses the core path for panels a, b.")
+    ctx.note("Pooled draws sample (C w, w^T C w) of the context Gram matrix C = sum_i x_i x_i^T ~ Wishart(N, I) "
+             "exactly (rotation invariance + Bartlett, D+1 variates per prompt) instead of drawing the N tokens: the "
+             "features only see C, so the distribution is identical "
+             "(the test suite checks the formula against the core features); one draw uses the core path "
+             "for panels a, b.")
     ctx.note(f"Features use our convention ({cfg.norm}); the official gen_field divides by N and transposes the D x D "
              "block (spec §7.1). The transposition only relabels spins (histograms unchanged); the normalisation "
              "rescales h by (N+1)/N and J by ((N+1)/N)^2, which is why the predicted_other_norm column is given.")
     ctx.note("fig-1/plot.py computes the C curve 3*N(0, 0.024^2) on linspace(-0.3, 0.3) but plots it against "
-             "linspace(-0.1, 0.1), so the curve in the figure is the normalised N(0, 0.008^2): the spec's 'sigma ~ 0.024' "
-             "for C is that mislabelled curve; we compare with the drawn width 0.008.")
-    ctx.note("The paper's 'fits' are hand-set curves in fig-1/plot.py (C is drawn as 3*N(0,0.024^2), D and E with a 1.04 "
-             "factor), not normalised fits; we report both a normal MLE (sample mean/std) and a least-squares "
+             "linspace(-0.1, 0.1), so the curve in the figure is the normalised N(0, 0.008^2): the spec's "
+             "'sigma ~ 0.024' for C is that mislabelled curve; we compare with the drawn width 0.008.")
+    ctx.note("The paper's 'fits' are hand-set curves in fig-1/plot.py (C is drawn as 3*N(0,0.024^2), D "
+             "and E with a 1.04 factor), not normalised fits; we report both a normal MLE (sample mean/std) and a least-squares "
              "a*N(0,s^2) fit to the histogram density. The pooled C and D distributions are heavy-tailed mixtures "
              "(different variances for pairs sharing a row or column index), so the two differ.")
-    ctx.note("E[(|w|^2/D)^2] = (D+2)/D = 1.4 for D=5, not 1.34: the exact last-row diagonal is -(D+2)N(N+2)/(D(N+1)^2); "
-             "the paper's -1.34 is read from its single saved draw.")
+    ctx.note("E[(|w|^2/D)^2] = (D+2)/D = 1.4 for D=5, not 1.34: the exact last-row diagonal is "
+             "-(D+2)N(N+2)/(D(N+1)^2); the paper's -1.34 is read from its single saved draw.")
     if cfg.draws < 100_000:
         ctx.note(f"Histograms pool {cfg.draws} draws (paper: 100 000).")

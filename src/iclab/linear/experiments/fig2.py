@@ -109,7 +109,8 @@ def run(cfg: Fig2Config, ctx: RunContext) -> None:
     ctx.figure(fig, "fig2", caption=(
         f"D={D}, N={N}, P_test={cfg.P_test}. (a) train/test MSE vs epoch of full-batch Adam (lr={cfg.lr:g}, "
         f"wd={cfg.weight_decay:g}, {cfg.epochs} epochs) at P={Pa} and P={Pb}, mean ± std over {cfg.repeats} "
-        f"repeats (train MSE dashed; at P={Pa} it falls below the axis: memorisation); references: trivial level 1 and (D+1)/(N+D+1)={e_min:.3f}. (b, c) trained W of repeat 0. "
+        f"repeats (train MSE dashed; at P={Pa} it falls below the axis: memorisation); references: trivial "
+        f"level 1 and (D+1)/(N+D+1)={e_min:.3f}. (b, c) trained W of repeat 0. "
         f"(d, e) AMP mean and variance at P={cfg.amp_P}, λ0={cfg.amp_lam0:g}, β={cfg.beta:g}, θ={cfg.damping:g}, "
         f"≤{cfg.amp_steps} sweeps. Seed {cfg.seed}. Paper: P=10 stays far above the trivial level with a random "
         "W; P=1000 approaches the optimum with W ≈ identity block, last row ≈ 0; m is diagonal, v = 1/(βλ0) "
@@ -129,7 +130,8 @@ def run(cfg: Fig2Config, ctx: RunContext) -> None:
     v_last = float(v[:, D].mean())
     ctx.claim("AMP v on the last column", paper=f"v = 1/(βλ0) = {lam_inv:g} (free spins)",
               ours=round(v_last, 5), target=f"within 1% of {lam_inv:g}", passed=abs(v_last - lam_inv) <= 0.01 * lam_inv)
-    ctx.claim("AMP v on the D×D block / on the last row", paper="≈ 0.08–0.09 / ≈ 0.008–0.009 (saved Fig. 2e data)",
+    ctx.claim("AMP v on the D×D block / on the last row",
+              paper="≈ 0.08–0.09 / ≈ 0.008–0.009 (saved Fig. 2e data)",
               ours=[round(float(v[:D, :D].mean()), 4), round(float(v[D, :D].mean()), 4)])
     diag, off = np.diag(m)[:D], m[:D, :D][~np.eye(D, dtype=bool)]
     ctx.claim("AMP m: mean diagonal vs mean |off-diagonal| of the D×D block",

@@ -201,7 +201,8 @@ def run(cfg: Fig3Config, ctx: RunContext) -> None:
         full = torch.zeros(2, n, dtype=torch.float64)
         full[:, relevant] = V
         Aa, Bb = np.meshgrid(a, a)
-        grid_W = W_star + torch.as_tensor(Aa.ravel())[:, None] * full[0] + torch.as_tensor(Bb.ravel())[:, None] * full[1]
+        ab = torch.as_tensor(np.stack([Aa.ravel(), Bb.ravel()], 1))  # (grid^2, 2)
+        grid_W = W_star + ab @ full  # (grid^2, n)
         dE = (sg.energy(grid_W) - sg.energy(W_star)).reshape(a.size, a.size).numpy()
         dE = np.maximum(dE, levels[0] / 10)  # the log-spaced levels need dE > 0 (dE = 0 at the ground state)
         cs = ax.contour(Aa, Bb, dE, levels=levels, cmap="viridis", linewidths=0.8,
@@ -233,7 +234,8 @@ def run(cfg: Fig3Config, ctx: RunContext) -> None:
         caption=(
             f"Fig. 3 beyond the paper: exact energy H - H* on the plane through the ground state spanned by the top-2 "
             f"principal axes of exact Boltzmann samples at beta={cfg.pca_beta:g} (relevant spins; contour levels "
-            f"{levels[0]:g}..{levels[-1]:g}, shared), with samples at beta={cfg.betas} projected on it ({cfg.n_samples} "
+            f"{levels[0]:g}..{levels[-1]:g}, shared), with samples at beta={cfg.betas} projected on it "
+            f"({cfg.n_samples} "
             f"each); right: the Hessian spectrum. D={D}, N={N}, lambda0={cfg.lam0}, seed={cfg.seed}. At P=10 the "
             "samples spread along flat directions held only by lambda0 (a degenerate valley); at P=1000 every "
             "relevant direction is curved (one funnel)."
@@ -254,7 +256,8 @@ def run(cfg: Fig3Config, ctx: RunContext) -> None:
     ctx.claim("Boltzmann samples spread along flat directions at small P",
               paper="P=10: many valleys; P=1000: a single funnel",
               ours=(f"beta={cfg.pca_beta:g}: fraction of sample variance in flat directions P={Plo}: {ff_lo:.3f}, "
-                    f"P={Phi}: {ff_hi:.3f}; mean distance to the ground state {float(samp.mean_dist_to_ground[Plo]):.2f} "
+                    f"P={Phi}: {ff_hi:.3f}; mean distance to the ground state "
+                    f"{float(samp.mean_dist_to_ground[Plo]):.2f} "
                     f"vs {float(samp.mean_dist_to_ground[Phi]):.2f}"),
               target="flat fraction > 0.9 at the small P and < 0.1 at the large P; spread larger at the small P",
               passed=ff_lo > 0.9 and ff_hi < 0.1
@@ -262,7 +265,8 @@ def run(cfg: Fig3Config, ctx: RunContext) -> None:
     g_lo, g_hi = float(base.ground_test_mse[Plo]), float(base.ground_test_mse[Phi])
     ctx.claim("the funnel's minimum is the ICL solution",
               paper="at large P the unique minimum is the correct solution; at small P it fails on new tasks",
-              ours=(f"ground-state test MSE P={Plo}: {g_lo:.3f}, P={Phi}: {g_hi:.3f} (floor (D+1)/(N+D+1) = {floor:.3f}, "
+              ours=(f"ground-state test MSE P={Plo}: {g_lo:.3f}, P={Phi}: {g_hi:.3f} (floor (D+1)/(N+D+1) "
+                    f"= {floor:.3f}, "
                     f"trivial predictor 1); Boltzmann samples at beta={cfg.pca_beta:g}: "
                     f"{float(samp.sample_test_mse[Plo]):.3f} vs {float(samp.sample_test_mse[Phi]):.3f}"),
               target="test MSE at the large P within 0.1 of the floor, at the small P above 0.8",

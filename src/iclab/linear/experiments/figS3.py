@@ -120,9 +120,9 @@ def run(cfg: FigS3Config, ctx: RunContext) -> None:
     def cr(m: torch.Tensor) -> torch.Tensor:
         return contrast_ratio(m.reshape(-1, D + 1, D + 1))  # (R,)
 
-    out = {"amp": (res.m, res.converged), "amp_control": (ctrl.m, ctrl.converged),
-           "exact": (exact, torch.ones(R, dtype=torch.bool)), "exact_control": (exact_ctrl, torch.ones(R, dtype=torch.bool)),
-           "fields": (h, torch.ones(R, dtype=torch.bool)), "fields_control": (h_ctrl, torch.ones(R, dtype=torch.bool))}
+    yes = torch.ones(R, dtype=torch.bool)
+    out = {"amp": (res.m, res.converged), "amp_control": (ctrl.m, ctrl.converged), "exact": (exact, yes),
+           "exact_control": (exact_ctrl, yes), "fields": (h, yes), "fields_control": (h_ctrl, yes)}
     rows = []
     for name, (m, ok) in out.items():
         c = cr(m)
@@ -145,8 +145,10 @@ def run(cfg: FigS3Config, ctx: RunContext) -> None:
         "synthetic_amp",
         caption=(
             f"Fig. S3: AMP on a synthetic model, D={D}, lambda_i={cfg.lam}, beta={cfg.beta}, theta={cfg.damping}, "
-            f"{cfg.steps} sweeps, seed={cfg.seed}. Couplings i.i.d. (symmetric) from normal fits of blocks C, D, E of the "
-            f"real model (D={D}, N={cfg.fit_N}, P={cfg.fit_P}, {cfg.fit_draws} draws); fields: diagonal and off-diagonal "
+            f"{cfg.steps} sweeps, seed={cfg.seed}. Couplings i.i.d. (symmetric) from normal fits of "
+            f"blocks C, D, E of the "
+            f"real model (D={D}, N={cfg.fit_N}, P={cfg.fit_P}, {cfg.fit_draws} draws); fields: diagonal "
+            f"and off-diagonal "
             "of A from the two GMM components, B from its normal fit. Instance 0 of "
             f"{cfg.instances} shown; (d) the same couplings with the entries of block A shuffled. Paper: m is "
             "diagonal-dominated."

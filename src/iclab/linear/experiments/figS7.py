@@ -22,7 +22,8 @@ class FigS7Config(ExperimentConfig):
     batch: int = Field(8, gt=0, description="Draws computed at once in the spectrum panels.")
     grid_Ds: list[int] = Field([10, 15, 20, 25, 30, 35, 40], description="Input dimensions of the zero-ratio grid.")
     grid_Ps: list[int] = Field(
-        list(range(25, 2001, 25)), description="Training-set sizes of the zero-ratio grid (official: linspace(25, 2000, 80))."
+        list(range(25, 2001, 25)), description="Training-set sizes of the zero-ratio grid (official: "
+                                               "linspace(25, 2000, 80))."
     )
     grid_repeats: int = Field(1, gt=0, description="Draws per grid cell (the rank is the same a.s.; official: 10).")
     bins: int = Field(200, gt=1, description="Histogram bins of the spectra.")
@@ -136,7 +137,8 @@ def run(cfg: FigS7Config, ctx: RunContext) -> None:
         "hessian_spectrum",
         caption=(
             f"Fig. S7: eigenvalues of S = -J pooled over {cfg.repeats} draws (paper: 2000), D={D}, N={N}, "
-            f"P={cfg.Ps}, seed={cfg.seed}; log axis, the zero modes (the spike at 0) are given in the titles. Paper: a spike at 0 (zero modes), a bulk from the W11 spins (green: their "
+            f"P={cfg.Ps}, seed={cfg.seed}; log axis, the zero modes (the spike at 0) are given in the "
+            f"titles. Paper: a spike at 0 (zero modes), a bulk from the W11 spins (green: their "
             "mean diagonal) and a separate bulk near 1 from the D last-row spins (red: their diagonal)."
         ),
     )
@@ -174,7 +176,8 @@ def run(cfg: FigS7Config, ctx: RunContext) -> None:
     rel = abs(big.top_D_mean - big.top_D_predicted) / big.top_D_predicted
     ctx.claim("separate last-row bulk near 1",
               paper="a separate bulk ~1 from the last-row spins",
-              ours=(f"P={big.P}: mean of the top D eigenvalues {big.top_D_mean:.3f} (predicted {big.top_D_predicted:.3f}); "
+              ours=(f"P={big.P}: mean of the top D eigenvalues {big.top_D_mean:.3f} (predicted "
+                    f"{big.top_D_predicted:.3f}); "
                     "median gap ratio lambda_(D)/lambda_(D+1) " + ", ".join(f"P={r.P}: {r.gap_ratio_median:.2f}"
                                                                            for r in sp.itertuples())),
               target=f"at P={big.P}: top-D mean within 5% of (D+2)N(N+2)/(D(N+1)^2) and gap ratio > 2 in every draw",

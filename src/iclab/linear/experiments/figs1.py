@@ -54,7 +54,8 @@ def _concat(stats: list[SuffStats]) -> SuffStats:
 @experiment(
     "spinglass.figS1",
     FigS1Config,
-    presets={"quick": dict(repeats=3, P_test=500, alphas=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 2.0]), "paper": PAPER},
+    presets={"quick": dict(repeats=3, P_test=500, alphas=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 2.0]),
+             "paper": PAPER},
     title="Separate vs merged linear attention: double descent at P = D(D+1)",
     paper="Li, Bai, Huang 2024, Fig. S1",
 )
@@ -163,7 +164,8 @@ def run(cfg: FigS1Config, ctx: RunContext) -> None:
     ctx.claim("fraction of α < 1 where separate beats merged", paper="separate does better below the threshold",
               ours=round(frac_better, 3), target="= 1", passed=frac_better == 1.0)
     rel = float(((above.separate - above.merged).abs() / above.merged).max()) if len(above) else float("nan")
-    ctx.claim(f"max relative |separate − merged| for α > {thr + 0.1:.3g}", paper="the two coincide above the threshold",
+    ctx.claim(f"max relative |separate − merged| for α > {thr + 0.1:.3g}",
+              paper="the two coincide above the threshold",
               ours=round(rel, 4))
     cr = df[df.alpha.isin(cfg.curve_alphas)].groupby(["model", "alpha"]).contrast_ratio.mean()
     ctx.claim(f"contrast ratio of W, α={a_lo} vs α={a_hi} (separate, merged)",
@@ -177,4 +179,5 @@ def run(cfg: FigS1Config, ctx: RunContext) -> None:
              "d_k = D+1; init N(0, 1/(D+1)) for every entry. Test MSE from the test sufficient statistics (float64).")
     ctx.note("Prompts drawn by the exact reduced sampler (see spinglass.fig4b); each repeat has its own "
              "training set, test set (fresh tasks) and init.")
-    ctx.note("The heatmaps show W_Qᵀ W_K, the model's effective matrix (the official plot computes W_q W_kᵀ, spec §7.5).")
+    ctx.note("The heatmaps show W_Qᵀ W_K, the model's effective matrix (the official plot computes W_q W_kᵀ, "
+             "spec §7.5).")

@@ -15,8 +15,8 @@ from ..spinglass import SpinGlass
 from ._fast import adam_quadratic, amp_runs, make_gen, quadratic_mse, reduced_stats, torch_threads
 
 CS = [round(float(c), 4) for c in np.linspace(0.05, 0.95, 19)]
-PAPER = dict(D=20, N=200, P_train=10_000, P_test=1000, cs=CS, token_model="equicorrelated", weight_decay=0.01, amp_lam0=None, lr=1e-3,
-             epochs=5000, repeats=10, beta=100.0, damping=0.9, amp_steps=200, amp_tol=5e-6)
+PAPER = dict(D=20, N=200, P_train=10_000, P_test=1000, cs=CS, token_model="equicorrelated", weight_decay=0.01,
+             amp_lam0=None, lr=1e-3, epochs=5000, repeats=10, beta=100.0, damping=0.9, amp_steps=200, amp_tol=5e-6)
 
 
 class FigS4Config(ExperimentConfig):
@@ -62,8 +62,10 @@ def _coupling_ratio(sg: SpinGlass) -> torch.Tensor:
     paper="Li, Bai, Huang 2024, Fig. S4",
 )
 def run(cfg: FigS4Config, ctx: RunContext) -> None:
-    """With equicorrelated tokens (per input coordinate, Cov over the N+1 tokens = (1−c) I + c 11ᵀ,
-    the query included) the theory (AMP mean m) still predicts what Adam training reaches."""
+    """The paper reports that with correlated tokens the theory (AMP mean m) still predicts what Adam
+    reaches, along a non-monotonic curve in c. We test it with the intended equicorrelated tokens (per
+    input coordinate, Cov over the N+1 tokens = (1−c) I + c 11ᵀ, query included) and, as an option,
+    the official code's X ← X L tokens; the exact ground state (ridge) is the third curve."""
     lam0 = cfg.weight_decay if cfg.amp_lam0 is None else cfg.amp_lam0
     dtype = getattr(torch, cfg.adam_dtype)
     rows, conv = [], []
@@ -156,7 +158,8 @@ def run(cfg: FigS4Config, ctx: RunContext) -> None:
                  "coupling_ratio) grows with c, and once it nears 1 the cavity variance β² Σ_j J_ij² v_j "
                  "overtakes βλ_i and the denominators change sign. The exact ground state (ridge) still tracks "
                  "Adam. Compare token_model=official (the official X ← X L tokens).")
-    ctx.note("Prompts drawn by the exact reduced sampler: x_i = √c f + √(1−c) e_i, and Σ_i x_i x_iᵀ w is drawn "
+    ctx.note("Prompts drawn by the exact reduced sampler: x_i = √c f + √(1−c) e_i, and Σ_i x_i x_iᵀ w is "
+             "drawn "
              "from f, Σ e_i and a Wishart(N−1) term (same distribution as data.sample_prompts).")
     ctx.note(f"The paper states neither the Adam settings nor the repeats for S4: Fig. 4b's Adam (lr {cfg.lr:g}, "
              f"{cfg.epochs} epochs) and {cfg.repeats} repeats. AMP λ0 = {lam0:g}"

@@ -44,16 +44,19 @@ LABELS = {"sla": "SLA (merged linear)", "fla": "FLA (full linear)", "mhla": "MHL
 
 class FigS8Config(ExperimentConfig):
     D: int = Field(20, gt=0, description="Input dimension D.")
-    Ns: list[int] = Field([20 * k for k in range(1, 11)], min_length=1, description="Prompt lengths N (the saved Fig. 4b data: 20, 40, ..., 200).")
+    Ns: list[int] = Field([20 * k for k in range(1, 11)], min_length=1,
+                          description="Prompt lengths N (as the saved Fig. 4b data: 20, 40, ..., 200).")
     P: int = Field(10_000, gt=0, description="Pre-training prompts (one fresh task each).")
     P_test: int = Field(1000, gt=0, description="Test prompts (fresh tasks).")
-    archs: list[str] = Field(["sla", "fla", "mhla", "sa", "tf"], min_length=1, description="Architectures from iclab.linear.models.ARCHITECTURES.")
+    archs: list[str] = Field(["sla", "fla", "mhla", "sa", "tf"], min_length=1,
+                             description="Architectures from iclab.linear.models.ARCHITECTURES.")
     repeats: int = Field(1, gt=0, description="Independent data sets and inits per N.")
-    wd: float = Field(0.01, ge=0, description="Adam coupled weight decay for every model; also AMP's lambda0 (as the official code).")
+    wd: float = Field(0.01, ge=0, description="Adam coupled weight decay of every model; also AMP's lambda0 "
+                      "(as the official code).")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the full-batch linear models (Fig. 4b: 1e-3).")
     epochs: int = Field(5000, gt=0, description="Full-batch Adam steps of the linear models (Fig. 4b: 5000).")
     softmax_lr: float = Field(1e-3, gt=0, description="Adam learning rate of SA and TF (our choice).")
-    softmax_epochs: int = Field(10, gt=0, description="Passes over the P prompts for SA and TF (mini-batch; our choice).")
+    softmax_epochs: int = Field(5, gt=0, description="Passes over the P prompts of SA and TF (mini-batch; our choice).")
     batch_size: int = Field(64, gt=0, description="Mini-batch size of SA and TF (our choice).")
     n_heads: int = Field(4, gt=0, description="Heads of MHLA and of every TF block.")
     d_model: int = Field(64, gt=0, description="TF residual width (a multiple of n_heads).")
@@ -100,10 +103,10 @@ def draw_data(D: int, N: int, P: int, gen: torch.Generator):
     "spinglass.figS8",
     FigS8Config,
     presets={
-        "quick": {"Ns": [20, 100], "P": 2000, "P_test": 500, "epochs": 1000, "lr": 1e-2, "softmax_epochs": 3,
+        "quick": {"Ns": [20, 100], "P": 2000, "P_test": 500, "epochs": 600, "lr": 1e-2, "softmax_epochs": 3,
                   "batch_size": 64, "d_model": 16, "n_layers": 1},
         "paper": {"D": 20, "Ns": [20 * k for k in range(1, 11)], "P": 10_000, "P_test": 1000, "wd": 0.01,
-                  "lr": 1e-3, "epochs": 5000, "repeats": 1, "softmax_lr": 1e-3, "softmax_epochs": 10,
+                  "lr": 1e-3, "epochs": 5000, "repeats": 1, "softmax_lr": 1e-3, "softmax_epochs": 5,
                   "batch_size": 64, "n_heads": 4, "d_model": 64, "n_layers": 2},
     },
     title="Architectures: ICL test error vs prompt length",
@@ -126,6 +129,11 @@ def run(cfg: FigS8Config, ctx: RunContext) -> None:
         amp_mse = float(((predict(res.m.reshape(D + 1, D + 1), features(test.Z)) - test.y) ** 2).mean())
         rows.append(base | {"model": "amp", "test_mse": amp_mse if bool(res.converged) else float("nan"),
                             "train_mse": float("nan"), "steps": int(res.sweeps), "seconds": float("nan")})
+        n = S.shape[-1]
+        W_gs = torch.linalg.solve(S + cfg.wd / 2 * torch.eye(n, dtype=S.dtype), h)  # Adam's stationary point (SLA)
+        gs_mse = float(((predict(W_gs.reshape(D + 1, D + 1), features(test.Z)) - test.y) ** 2).mean())
+        rows.append(base | {"model": "ground_state", "test_mse": gs_mse, "train_mse": float("nan"), "steps": 0,
+                            "seconds": float("nan")})
         rows.append(base | {"model": "closed_form", "test_mse": icl_error_floor(D, N), "train_mse": float("nan"),
                             "steps": 0, "seconds": 0.0})
 
@@ -141,8 +149,9 @@ def run(cfg: FigS8Config, ctx: RunContext) -> None:
                                          weight_decay=cfg.wd, batch_size=cfg.batch_size,
                                          generator=_gen(cfg.seed, i, r, 200 + a), record_every=cfg.softmax_epochs)
                 steps = cfg.softmax_epochs * math.ceil(cfg.P / cfg.batch_size)
-            rows.append(base | {"model": arch, "test_mse": float(out.test_loss[-1]), "train_mse": float(out.train_loss[-1]),
-                                "steps": steps, "seconds": time.perf_counter() - t0})
+            rows.append(base | {"model": arch, "test_mse": float(out.test_loss[-1]),
+                                "train_mse": float(out.train_loss[-1]), "steps": steps,
+                                "seconds": time.perf_counter() - t0})
         del Z, y
     df = pd.DataFrame(rows)
     ctx.table(df, "metrics")
@@ -154,6 +163,7 @@ def run(cfg: FigS8Config, ctx: RunContext) -> None:
     fig, axes = subplots(1, 1, size=(5.2, 3.8))
     ax = axes[0, 0]
     ax.plot(Ns, curve["amp"]["mean"], "k-", lw=1.5, label="AMP (lambda0 = wd)")
+    ax.plot(Ns, curve["ground_state"]["mean"], "-", color="0.6", lw=1, label="exact ground state (lambda0 = wd/2)")
     ax.plot(Ns, curve["closed_form"]["mean"], "k:", lw=1, label="(D+1)/(N+D+1)")
     markers = dict(zip(ARCHITECTURES, "osD^v"))
     for arch in cfg.archs:
@@ -171,28 +181,57 @@ def run(cfg: FigS8Config, ctx: RunContext) -> None:
 
     # -- claims ------------------------------------------------------------------------------
     amp_c = curve["amp"]["mean"].to_numpy()
+    converged = np.isfinite(amp_c)
+    theory = np.where(converged, amp_c, curve["ground_state"]["mean"].to_numpy())  # AMP, else exact ground state
+    which = "AMP curve"
+    if not converged.all():
+        which += f" ({converged.sum()}/{len(Ns)} N converged; else ground state)"
     for arch in [a for a in cfg.archs if a in LINEAR]:
-        gap = float(np.nanmax(np.abs(curve[arch]["mean"].to_numpy() / amp_c - 1)))
-        ctx.claim(f"{arch.upper()}: max relative gap to the AMP curve over N", paper="follows the AMP curve",
+        gap = float(np.max(np.abs(curve[arch]["mean"].to_numpy() / theory - 1)))
+        ctx.claim(f"{arch.upper()}: max relative gap to the {which} over N", paper="follows the AMP curve",
                   ours=round(gap, 3), target="<= 0.1", passed=gap <= 0.1)
     if "sla" in cfg.archs:
         e_sla = float(curve["sla"]["mean"].iloc[-1])
         for arch in [a for a in cfg.archs if a not in LINEAR]:
             ratio = float(curve[arch]["mean"].iloc[-1]) / e_sla
-            ctx.claim(f"{arch.upper()} / SLA test error at N={cfg.Ns[-1]}", paper="clearly worse than the linear models",
-                      ours=round(ratio, 2), target="> 1.2", passed=ratio > 1.2)
-    above = float(np.nanmean(amp_c - curve["closed_form"]["mean"].to_numpy()))
-    ctx.claim("AMP minus (D+1)/(N+D+1), mean over N", paper="the AMP curve tracks the closed form from slightly above",
-              ours=round(above, 4), target="> 0", passed=above > 0)
+            ctx.claim(f"{arch.upper()} / SLA test error at N={cfg.Ns[-1]}",
+                      paper="clearly worse than the linear models", ours=round(ratio, 2), target="> 1.2",
+                      passed=ratio > 1.2)
+    if converged.any():
+        above = float(np.mean((amp_c - curve["closed_form"]["mean"].to_numpy())[converged]))
+        ctx.claim("AMP minus (D+1)/(N+D+1), mean over converged N",
+                  paper="the AMP curve tracks the closed form from slightly above", ours=round(above, 4), target="> 0",
+                  passed=above > 0)
 
     secs = df[df.model.isin(cfg.archs)].groupby("model")["seconds"].sum()
-    ctx.note("FLA/MHLA/SA/TF and their hyper-parameters are not given by the paper; ours: FLA F = Z + W_PV Z Z^T W_KQ Z/(N+1); "
+    ctx.note("FLA/MHLA/SA/TF and their hyper-parameters are not given by the paper; ours: FLA "
+             "F = Z + W_PV Z Z^T W_KQ Z/(N+1); "
              f"MHLA {cfg.n_heads} such heads summed; SA one softmax head (Q, K, V, residual); TF pre-LN GPT-2 blocks "
              f"(d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, MLP x4, non-causal, no positions). "
              "Every attention matrix starts N(0, 1/(D+1)); the TF uses nanoGPT's init.")
     ctx.note(f"Deviation: SA and TF get {sm} = {cfg.softmax_epochs * math.ceil(cfg.P / cfg.batch_size)} steps instead "
-             f"of {cfg.epochs} full-batch epochs (attention over N+1 tokens is O(P N^2) per epoch on CPU). Linear models "
-             f"follow the Fig. 4b protocol (full batch, lr {cfg.lr}, {cfg.epochs} epochs).")
-    ctx.note("Training seconds per architecture (all N, repeats): " + ", ".join(f"{k} {v:.0f}s" for k, v in secs.items()))
-    if df[df.model == "amp"]["test_mse"].isna().any():
-        ctx.note("Some AMP runs did not converge (tol 1e-6): their points are NaN.")
+             f"of {cfg.epochs} full-batch epochs (attention over N+1 tokens is O(P N^2) per epoch on CPU). "
+             f"Linear models follow the Fig. 4b protocol (full batch, lr {cfg.lr}, {cfg.epochs} epochs).")
+    ctx.note("Training seconds per architecture (all N, repeats): "
+             + ", ".join(f"{k} {v:.0f}s" for k, v in secs.items()))
+    soft = [a for a in cfg.archs if a not in LINEAR]
+    if soft:
+        last = df[df.model.isin(soft)].groupby("model")[["train_mse", "test_mse"]].mean()
+        ctx.note("SA/TF mean train / test MSE over N: " + ", ".join(
+            f"{k} {v.train_mse:.3f} / {v.test_mse:.3f}" for k, v in last.iterrows()) + " (the trivial predictor 0 "
+            "scores 1). Values near 1 mean they did not learn in context within this budget: a softmax head "
+            "normalises its attention, so it can only mimic linear attention in a small-logit regime, and "
+            "transformers are known to need ~10^5 steps for in-context regression (Garg et al. 2022); our SA/TF "
+            "numbers are budget-limited, not the architectures' best.")
+    lin = df[df.model.isin([a for a in cfg.archs if a in LINEAR])].groupby("model")[["train_mse", "test_mse"]].mean()
+    if len(lin):
+        ctx.note("Linear models' mean train / test MSE over N: " + ", ".join(
+            f"{k} {v.train_mse:.3f} / {v.test_mse:.3f}" for k, v in lin.iterrows()) + "; a larger test-train gap "
+            "than SLA's means overfitting (FLA/MHLA have more effective parameters: they also read the x-x block of "
+            "Z Z^T).")
+    if not converged.all():
+        ctx.note(f"AMP (lambda0 = wd = {cfg.wd}) did not converge (tol 1e-6) at N = "
+                 f"{[int(x) for x in Ns[~converged]]}: small P and weak confinement (spec §3); those points are NaN "
+                 "and the claims use the exact ground state there.")
+    ctx.note("Two theory curves: AMP with lambda0 = wd as the official code, and the exact ground state (ridge) with "
+             "lambda0 = wd/2, the stationary point of Adam with coupled weight decay on the MSE (spec §1.4).")

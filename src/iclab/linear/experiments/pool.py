@@ -56,7 +56,7 @@ class PoolConfig(ExperimentConfig):
     epochs: int = Field(3000, gt=0, description="Full-batch Adam steps of the merged linear attention.")
     lr: float = Field(1e-2, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(1e-3, ge=0, description="Adam (coupled) weight decay; lambda0 = wd/2 in the energy.")
-    dmmse_chunk: int = Field(64, gt=0, description="Test prompts per dMMSE batch (bounds the (chunk, M, D) temporaries).")
+    dmmse_chunk: int = Field(64, gt=0, description="Test prompts per dMMSE batch (bounds (chunk, M, D) temporaries).")
 
     @field_validator("Ms")
     @classmethod
