@@ -134,3 +134,20 @@ def test_batched_over_repeats_from_stacked_stats():
     res = amp(sg.J, sg.h, sg.lam, steps=300, generator=gen(0))
     assert res.m.shape == (4, 9) and res.converged.shape == (4,) and res.sweeps.dtype == torch.int64
     assert res.converged.all()
+
+
+def test_chunked_batches_equal_one_batch():
+    """Large batches are iterated in cache-sized chunks; the chunking does not change the result."""
+    stats = stack_stats([sufficient_stats(3, 20, 400, generator=gen(i)) for i in range(5)])
+    sg = SpinGlass.from_stats(stats, 0.02)
+    whole = amp(sg.J, sg.h, sg.lam, steps=400, generator=gen(1), chunk=5)
+    for chunk in (1, 2):
+        part = amp(sg.J, sg.h, sg.lam, steps=400, generator=gen(1), chunk=chunk)
+        assert torch.equal(part.sweeps, whole.sweeps) and torch.equal(part.converged, whole.converged)
+        torch.testing.assert_close(part.m, whole.m, rtol=0, atol=1e-10)
+        torch.testing.assert_close(part.v, whole.v, rtol=0, atol=1e-10)
+    # the default chunk follows the cache budget: D = 20 couplings (n = 441) go one instance at a time
+    J = torch.zeros(3, 441, 441, dtype=torch.float64)
+    res = amp(J, torch.ones(3, 441, dtype=torch.float64), torch.ones(3, 441, dtype=torch.float64), steps=5,
+              generator=gen(2))
+    assert res.m.shape == (3, 441) and res.sweeps.tolist() == [5, 5, 5]

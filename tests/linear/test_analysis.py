@@ -9,7 +9,9 @@ from iclab.linear import (
     contrast_ratio,
     coupling_blocks,
     features,
+    histogram_counts,
     icl_error_floor,
+    kl_divergence_counts,
     kl_divergence_hist,
     marchenko_pastur_density,
     population_optimum,
@@ -127,6 +129,21 @@ def test_kl_divergence_hist():
     ref = float((p * (p / q).log2()).sum())
     kl = kl_divergence_hist(a, c, bins=10, value_range=(-3.0, 3.0))
     assert kl == pytest.approx(ref, rel=1e-12)
+
+
+def test_streaming_counts_equal_histc_and_give_the_same_kl():
+    v = torch.randn(3, 500, generator=gen(5), dtype=torch.float64) * 0.1
+    v[0, 0] = 0.2  # exactly the upper edge: last bin
+    v[1, 0] = 0.5  # outside: dropped
+    counts = histogram_counts(v, -0.2, 0.2, 40)
+    ref = torch.stack([torch.histc(r, 40, -0.2, 0.2) for r in v]).long()
+    assert torch.equal(counts, ref)
+    # streaming: counts of chunks add up to the counts of the whole
+    assert torch.equal(sum(histogram_counts(c, -0.2, 0.2, 40) for c in v.split(100, dim=1)), counts)
+    kl = kl_divergence_counts(counts[0], counts[1])
+    assert math.isclose(float(kl), kl_divergence_hist(v[0], v[1], bins=40, value_range=(-0.2, 0.2)), rel_tol=1e-12)
+    assert float(kl_divergence_counts(counts[0], counts[0])) == 0.0
+    assert kl_divergence_counts(counts[:2], counts[1:]).shape == (2,)  # batched over leading dims
 
 
 @pytest.mark.parametrize("ratio", [1.0, 0.2, 0.01])

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from iclab.linear.analysis import coupling_blocks, kl_divergence_hist, marchenko_pastur_density, zero_ratio_law
+from iclab.linear.analysis import coupling_blocks, histogram_counts, marchenko_pastur_density, zero_ratio_law
 from iclab.linear.data import features, sample_prompts
-from iclab.linear.experiments import _structure as st
-from iclab.linear.experiments.figS5 import mp_cdf
-from iclab.linear.experiments.figS7 import feature_rank
+from iclab.linear.experiments import _blocks as st
+from iclab.linear.experiments.figs5 import mp_cdf
+from iclab.linear.experiments.figs7 import feature_rank
+from iclab.linear.sampling import ReducedPrompts, gram_row, sample_reduced
 from iclab.linear.spinglass import SpinGlass
 from iclab.runtime import IclabError, execute, get_experiment
 
@@ -39,14 +40,13 @@ def run(name, tmp_path, preset="quick", **overrides):
 # helpers
 
 
-def test_reduced_features_and_blocks_match_the_core_path():
+def test_reduced_layout_blocks_match_the_core_path():
     D, N, P = 3, 12, 200
     pr = sample_prompts(D, N, P, generator=gen(0))
     s = features(pr.Z)  # (P, D+1, D+1)
     X = pr.Z[:, :D, :N]
-    red = st.reduced_features(X @ X.mT, pr.w, pr.Z[:, :D, N], N)
+    red = ReducedPrompts(g=gram_row(X @ X.mT, pr.w), xq=pr.Z[:, :D, N], y=pr.y, w=pr.w, N=N).features()
     torch.testing.assert_close(red, s[..., :D], rtol=0, atol=1e-12)
-    assert s[..., D].abs().max() == 0  # the dropped column is identically zero
     sg = SpinGlass.from_features(s, pr.y, 0.0)
     core = coupling_blocks(sg.J, sg.h, D)
     J, h = st.reduced_fields(red[None], pr.y[None])
@@ -55,19 +55,6 @@ def test_reduced_features_and_blocks_match_the_core_path():
         torch.testing.assert_close(ours[k][0].sort().values, core[k].sort().values, rtol=0, atol=1e-12)
     no_diag = st.block_values(J, h, D, a_diagonal=False)["A"]
     assert no_diag.shape == (1, D * D - D)
-
-
-def test_gram_shortcut_has_the_wishart_law():
-    D, N, R = 4, 15, 200_000
-    w = torch.randn(D, generator=gen(1), dtype=torch.float64)
-    Cw, wCw = st.gram_products(w.expand(R, D).clone(), N, gen(2))
-    w2 = float(w @ w)
-    assert abs(float(wCw.mean()) / (N * w2) - 1) < 0.01  # E[w^T C w] = N |w|^2
-    assert abs(float((Cw * Cw).sum(1).mean()) / (N * (N + D + 1) * w2) - 1) < 0.02  # E|Cw|^2 = N(N+D+1)|w|^2
-    torch.testing.assert_close(Cw.mean(0), N * w, rtol=0, atol=0.05 * N)
-    C = st.wishart((R,), D, N, gen(3))  # Bartlett: same law as C w for the same w
-    torch.testing.assert_close(torch.cov(Cw.T), torch.cov((C @ w).T), rtol=0.03, atol=0.5)
-    torch.testing.assert_close(C.mean(0), N * torch.eye(D, dtype=torch.float64), rtol=0, atol=0.05)
 
 
 def test_predicted_stats_against_direct_sampling():
@@ -85,22 +72,14 @@ def test_predicted_stats_against_direct_sampling():
     assert abs(float(blocks["E"].std()) / pred["E_std"] - 1) < 0.1
 
 
-def test_counts_and_kl_match_the_reference_histograms():
-    v = torch.randn(3, 500, generator=gen(5), dtype=torch.float64) * 0.1
-    v[0, 0] = 0.2  # exactly the upper edge: last bin
-    counts = st.batched_counts(v, -0.2, 0.2, 40)
-    ref = torch.stack([torch.histc(r, 40, -0.2, 0.2) for r in v]).long()
-    assert torch.equal(counts, ref)
-    kl = st.kl_bits(counts[0], counts[1])
-    assert math.isclose(float(kl), kl_divergence_hist(v[0], v[1], bins=40, value_range=(-0.2, 0.2)), rel_tol=1e-9)
-    assert float(st.kl_bits(counts[0], counts[0])) == 0.0
-    s, y = st.draw_reduced(4, 30, (3, 300), gen(6))
-    J, h = st.reduced_fields(s, y)
+def test_block_counts_equal_counts_of_block_values():
+    draw = sample_reduced(4, 30, (3, 300), generator=gen(6))
+    J, h = st.reduced_fields(draw.features(), draw.y)
     for a_diag in (True, False):
         fast = st.block_counts(J, h, 4, 50, st.PAPER_WINDOWS, a_diag)
         slow = st.block_values(J, h, 4, a_diag)
         for k in st.BLOCKS:
-            assert torch.equal(fast[k], st.batched_counts(slow[k], *st.PAPER_WINDOWS[k], 50)), k
+            assert torch.equal(fast[k], histogram_counts(slow[k], *st.PAPER_WINDOWS[k], 50)), k
 
 
 def test_moments_are_exact():
@@ -129,7 +108,7 @@ def test_feature_rank_counts_independent_directions():
     F = torch.randn(30, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 12, generator=g, dtype=torch.float64)
     F[:, 3] *= 1e4  # column scales do not change the rank
     assert feature_rank(F) == 5
-    s, _ = st.draw_reduced(5, 40, (20,), g)  # P = 20 < D(D+1) = 30
+    s = sample_reduced(5, 40, 20, generator=g).features()  # P = 20 < D(D+1) = 30
     assert 1 - feature_rank(s.reshape(20, -1)) / 36 == zero_ratio_law(20, 5)
 
 

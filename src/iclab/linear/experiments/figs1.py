@@ -11,8 +11,11 @@ from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import heatmap, subplots
 
 from ..analysis import contrast_ratio, icl_error_floor
+from iclab.runtime.seeding import make_gen, torch_threads
+
 from ..data import SuffStats, stack_stats
-from ._fast import adam_quadratic, make_gen, reduced_stats, torch_threads
+from ..sampling import reduced_sufficient_stats
+from ..train import train_quadratic
 
 ALPHAS = [round(0.1 * k, 1) for k in range(1, 21)]
 PAPER = dict(D=20, N=100, P_test=1000, alphas=ALPHAS, extra_alphas=[], curve_alphas=[0.3, 1.7], lr=0.01,
@@ -75,15 +78,15 @@ def run(cfg: FigS1Config, ctx: RunContext) -> None:
         for c, chunk in enumerate(ctx.progress(chunks, "task diversities α", total=len(chunks))):
             Ps = [max(1, round(a * D * D)) for a in chunk]
             idx = [alphas.index(a) for a in chunk]
-            train = [stack_stats([reduced_stats(D, cfg.N, P, generator=make_gen(cfg.seed, 0, i, r))
+            train = [stack_stats([reduced_sufficient_stats(D, cfg.N, P, generator=make_gen(cfg.seed, 0, i, r))
                                   for r in range(cfg.repeats)]) for i, P in zip(idx, Ps)]
-            test = [stack_stats([reduced_stats(D, cfg.N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r))
+            test = [stack_stats([reduced_sufficient_stats(D, cfg.N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r))
                                  for r in range(cfg.repeats)]) for i in idx]
             train_all, test_all = _concat(train), _concat(test)  # (len(chunk) * R, n, n)
             for j, model in enumerate(MODELS):
-                res = adam_quadratic(train_all, model=model, epochs=cfg.epochs, lr=cfg.lr,
-                                     weight_decay=cfg.weight_decay, generator=make_gen(cfg.seed, 2 + j, c),
-                                     test=test_all, record_at=records, dtype=dtype)
+                res = train_quadratic(train_all.S, train_all.h, train_all.yy, model=model, epochs=cfg.epochs,
+                                      lr=cfg.lr, weight_decay=cfg.weight_decay, generator=make_gen(cfg.seed, 2 + j, c),
+                                      test_stats=test_all, record_at=records, dtype=dtype)
                 W = res.W.double()  # (len(chunk) * R, D+1, D+1) effective W
                 cr = contrast_ratio(W)
                 for q, (a, P) in enumerate(zip(chunk, Ps)):

@@ -10,9 +10,13 @@ from pydantic import Field, field_validator
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import subplots
 
+from iclab.runtime.seeding import make_gen, torch_threads
+
+from ..amp import amp
 from ..data import stack_stats
+from ..sampling import reduced_sufficient_stats
 from ..spinglass import SpinGlass
-from ._fast import adam_quadratic, amp_runs, make_gen, quadratic_mse, reduced_stats, torch_threads
+from ..train import train_quadratic
 
 CS = [round(float(c), 4) for c in np.linspace(0.05, 0.95, 19)]
 PAPER = dict(D=20, N=200, P_train=10_000, P_test=1000, cs=CS, token_model="equicorrelated", weight_decay=0.01,
@@ -71,24 +75,25 @@ def run(cfg: FigS4Config, ctx: RunContext) -> None:
     rows, conv = [], []
     with torch_threads(1):
         for i, c in enumerate(ctx.progress(cfg.cs, "token correlations", total=len(cfg.cs))):
-            train = [reduced_stats(cfg.D, cfg.N, cfg.P_train, generator=make_gen(cfg.seed, 0, i, r), token_corr=c,
-                                   token_model=cfg.token_model)
+            data = dict(token_corr=c, token_model=cfg.token_model)
+            train = [reduced_sufficient_stats(cfg.D, cfg.N, cfg.P_train, generator=make_gen(cfg.seed, 0, i, r), **data)
                      for r in range(cfg.repeats)]
-            test = stack_stats([reduced_stats(cfg.D, cfg.N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r),
-                                              token_corr=c, token_model=cfg.token_model)
-                                for r in range(cfg.repeats)])
-            amp_res = amp_runs(train, lam0, seed=cfg.seed, stream=2, i=i, beta=cfg.beta, damping=cfg.damping,
-                               steps=cfg.amp_steps, tol=cfg.amp_tol)
+            test = stack_stats([reduced_sufficient_stats(cfg.D, cfg.N, cfg.P_test, generator=make_gen(cfg.seed, 1, i, r),
+                                                         **data) for r in range(cfg.repeats)])
             batch = stack_stats(train)
+            sg = SpinGlass.from_stats(batch, lam0)
+            amp_res = amp(sg.J, sg.h, sg.lam, beta=cfg.beta, damping=cfg.damping, steps=cfg.amp_steps,
+                          tol=cfg.amp_tol, generator=make_gen(cfg.seed, 2, i))
             ratio = _coupling_ratio(SpinGlass.from_stats(batch, lam0))  # (R,)
             W = {
-                "amp": amp_res.m,
+                "amp": amp_res.m.reshape(-1, cfg.D + 1, cfg.D + 1),
                 "ridge": SpinGlass.from_stats(batch, lam0).ground_state().reshape(-1, cfg.D + 1, cfg.D + 1),
-                "adam": adam_quadratic(batch, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                       generator=make_gen(cfg.seed, 3, i), dtype=dtype).W.double(),
+                "adam": train_quadratic(batch.S, batch.h, batch.yy, epochs=cfg.epochs, lr=cfg.lr,
+                                        weight_decay=cfg.weight_decay, generator=make_gen(cfg.seed, 3, i),
+                                        dtype=dtype, record_every=cfg.epochs).W.double(),
             }
             for method, Wm in W.items():
-                test_mse = quadratic_mse(Wm, test)  # (R,)
+                test_mse = test.mse(Wm)  # (R,)
                 for r in range(cfg.repeats):
                     rows.append(dict(c=c, repeat=r, method=method, test_mse=float(test_mse[r]),
                                      converged=bool(amp_res.converged[r]) if method == "amp" else None,

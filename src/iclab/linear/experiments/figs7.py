@@ -8,10 +8,11 @@ import torch
 from pydantic import Field, field_validator
 
 from iclab.linear.analysis import zero_ratio_law
+from iclab.linear.sampling import sample_reduced
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import subplots
 
-from . import _structure as st
+from . import _blocks as st
 
 
 class FigS7Config(ExperimentConfig):
@@ -80,7 +81,8 @@ def run(cfg: FigS7Config, ctx: RunContext) -> None:
         eigs = []
         for start in range(0, cfg.repeats, cfg.batch):
             B = min(cfg.batch, cfg.repeats - start)
-            s, y = st.draw_reduced(D, N, (B, P), gen)  # (B, P, D+1, D)
+            draw = sample_reduced(D, N, (B, P), generator=gen)
+            s, y = draw.features(), draw.y  # (B, P, D+1, D)
             J, _ = st.reduced_fields(s, y)  # (B, D(D+1), D(D+1))
             eigs.append(torch.linalg.eigvalsh(-J))  # (B, D(D+1)), ascending
         ev = torch.cat(eigs)  # (R, D(D+1))
@@ -103,7 +105,7 @@ def run(cfg: FigS7Config, ctx: RunContext) -> None:
         Dg, P = cfg.grid_Ds[i], cfg.grid_Ps[j]
         ratios = []
         for _ in range(cfg.grid_repeats):
-            s, _ = st.draw_reduced(Dg, N, (P,), gen)  # (P, Dg+1, Dg)
+            s = sample_reduced(Dg, N, P, generator=gen).features()  # (P, Dg+1, Dg)
             ratios.append(1.0 - feature_rank(s.reshape(P, -1)) / (Dg + 1) ** 2)
         grid[i, j] = np.mean(ratios)
         rows.append({"panel": "zero_ratio_grid", "D": Dg, "N": N, "P": P, "repeats": cfg.grid_repeats,

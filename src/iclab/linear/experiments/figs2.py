@@ -9,10 +9,12 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
+from iclab.linear.analysis import kl_divergence_counts
+from iclab.linear.sampling import sample_reduced
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import subplots
 
-from . import _structure as st
+from . import _blocks as st
 
 PAPER_KL_AT_10X = {"A": 0.12, "B": 0.12, "C": 0.7, "D": 0.33, "E": 0.2}  # spec §2.2, read from the figure
 
@@ -59,7 +61,7 @@ def run(cfg: FigS2Config, ctx: RunContext) -> None:
     Why: it shows which part of the Hamiltonian depends on the prompt length. As in the official
     script, each repeat pairs one draw at the reference N with one draw at N', histograms each
     block on fixed windows (100 bins, +1 pseudo-count, out-of-window values dropped), and the
-    curve is the mean +- std over repeats. Features come from the exact Wishart shortcut.
+    curve is the mean +- std over repeats. Features come from the exact reduced sampler.
     """
     D, P = cfg.D, cfg.P
     if min(cfg.Ns) < D:
@@ -71,7 +73,8 @@ def run(cfg: FigS2Config, ctx: RunContext) -> None:
         out = []
         for start in range(0, cfg.repeats, cfg.batch):
             B = min(cfg.batch, cfg.repeats - start)
-            s, y = st.draw_reduced(D, N, (B, P), gen, norm=cfg.norm)  # (B, P, D+1, D), (B, P)
+            draw = sample_reduced(D, N, (B, P), generator=gen)
+            s, y = draw.features(cfg.norm), draw.y  # (B, P, D+1, D), (B, P)
             J, h = st.reduced_fields(s, y)  # (B, n_red, n_red), (B, D+1, D)
             c = st.block_counts(J, h, D, cfg.bins, st.PAPER_WINDOWS, cfg.a_diagonal)
             out.append(torch.stack([c[k] for k in st.BLOCKS], dim=1))  # (B, 5, bins)
@@ -82,7 +85,7 @@ def run(cfg: FigS2Config, ctx: RunContext) -> None:
     for N in ctx.progress(cfg.Ns[1:], "prompt lengths", total=len(cfg.Ns) - 1):
         cur = histograms(N)  # (R, 5, bins)
         pooled[N] = cur.sum(0)
-        kl = st.kl_bits(ref, cur)  # (R, 5)
+        kl = kl_divergence_counts(ref, cur)  # (R, 5)
         for j, k in enumerate(st.BLOCKS):
             rows.append({"N_ref": cfg.Ns[0], "N": N, "ratio": N / cfg.Ns[0], "block": k,
                          "kl_mean": float(kl[:, j].mean()), "kl_std": float(kl[:, j].std()),
@@ -160,7 +163,7 @@ def run(cfg: FigS2Config, ctx: RunContext) -> None:
              "model's convention divides by N+1 tokens, which rescales J by N^2/(N+1)^2 (-9% at N=20, -1% at N=200) "
              "and lowers the KL values (e.g. C ~0.54 instead of ~0.72 at 10x): the absolute numbers depend on the "
              "convention, the ordering of the blocks does not. Set norm=N+1 to see it.")
-    ctx.note("Draws use the exact Wishart shortcut of _structure (rotation-invariant draw of C w, w^T C w) instead "
+    ctx.note("Draws use the exact reduced sampler iclab.linear.sampling (draw of C w, w^T C w) instead "
              "of sampling N tokens per prompt; block A drops its diagonal as in the official S2 script.")
     if cfg.repeats < 1000:
         ctx.note(f"{cfg.repeats} repeats per N (paper: 1000).")

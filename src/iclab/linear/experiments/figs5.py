@@ -11,10 +11,9 @@ import torch
 from pydantic import Field, field_validator
 
 from iclab.linear.analysis import marchenko_pastur_density
+from iclab.linear.sampling import wishart
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import subplots
-
-from . import _structure as st
 
 
 class FigS5Config(ExperimentConfig):
@@ -81,7 +80,7 @@ def run(cfg: FigS5Config, ctx: RunContext) -> None:
         for start in range(0, cfg.repeats, cfg.batch):
             B = min(cfg.batch, cfg.repeats - start)
             if cfg.sampler == "wishart":
-                C = st.wishart((B,), D, N, gen) / N  # (B, D, D)
+                C = wishart((B,), D, N, gen) / N  # (B, D, D)
             else:
                 X = torch.randn(B, D, N, generator=gen, dtype=torch.float64)  # (B, D, N)
                 C = X @ X.mT / N  # (B, D, D)

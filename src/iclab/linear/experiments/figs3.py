@@ -9,10 +9,11 @@ from pydantic import Field
 
 from iclab.linear.amp import amp
 from iclab.linear.analysis import contrast_ratio
+from iclab.linear.sampling import sample_reduced
 from iclab.runtime import ExperimentConfig, RunContext, experiment
 from iclab.runtime.plots import heatmap, subplots
 
-from . import _structure as st
+from . import _blocks as st
 
 
 class FigS3Config(ExperimentConfig):
@@ -38,7 +39,8 @@ def fit_blocks(cfg: FigS3Config, gen: torch.Generator) -> dict[str, tuple[float,
     a_vals = []
     for start in range(0, cfg.fit_draws, 20):
         B = min(20, cfg.fit_draws - start)
-        s, y = st.draw_reduced(D, cfg.fit_N, (B, cfg.fit_P), gen)  # (B, P, D+1, D)
+        draw = sample_reduced(D, cfg.fit_N, (B, cfg.fit_P), generator=gen)
+        s, y = draw.features(), draw.y  # (B, P, D+1, D)
         J, h = st.reduced_fields(s, y)
         for k, v in st.block_values(J, h, D).items():
             if k == "A":
