@@ -12,3 +12,11 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_configure(config):
+    """One torch thread per test process: the suite is many small tensor ops, for which a 2-thread
+    pool only adds synchronisation (and stalls badly when another process holds a core)."""
+    import torch
+
+    torch.set_num_threads(1)

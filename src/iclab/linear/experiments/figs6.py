@@ -202,7 +202,8 @@ def run(cfg: FigS6Config, ctx: RunContext) -> None:
     mode = float((edges[counts.argmax()] + edges[counts.argmax() + 1]) / 2)
     ctx.claim("mode of the final-distance histogram", paper="peaked at 0.03-0.06", ours=round(mode, 4),
               target="in [0.03, 0.06]", passed=0.03 <= mode <= 0.06)
-    ctx.claim("largest final distance", paper="all < 0.15", ours=round(float(fd.max()), 4), target="< 0.15",
+    ctx.claim("largest final distance (fraction of restarts >= 0.15)", paper="all < 0.15",
+              ours=f"{float(fd.max()):.4f} ({float((fd >= 0.15).mean()):.4f})", target="< 0.15",
               passed=float(fd.max()) < 0.15)
     frac_exact = float((ed >= 0.15).mean())
     ctx.claim("fraction of restarts whose exact solution C^-1 is at distance >= 0.15",

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from iclab.linear.amp import amp
 from iclab.linear.analysis import icl_error_floor
@@ -78,6 +78,12 @@ class FigS8Config(ExperimentConfig):
         if unknown:
             raise ValueError(f"unknown architectures {unknown}; choose from {sorted(ARCHITECTURES)}")
         return v
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if "tf" in self.archs and self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+        return self
 
 
 def _gen(*keys: int) -> torch.Generator:
