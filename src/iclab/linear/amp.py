@@ -96,36 +96,29 @@ def _amp_flat(J, bh, bl, m0, v0, *, beta, damping, steps, tol) -> tuple[Tensor, 
     # elementwise ops. Converged elements leave the working set (compaction), so a batch costs
     # what its slowest members cost, not B times the slowest.
     J_off = J - torch.diag_embed(torch.diagonal(J, dim1=-2, dim2=-1))  # (B, n, n)
-    Jb = beta * J_off  # (B, n, n)
-    J2b = beta**2 * J_off * J_off  # (B, n, n)
+    Jb, J2b = beta * J_off, beta**2 * J_off * J_off  # (B, n, n) each
     m, v = m0.clone(), v0.clone()  # (B, n) working copies of the active elements
     B = m.shape[0]
     out_m, out_v = m.clone(), v.clone()
     err = torch.full((B,), float("inf"), dtype=bh.dtype)
-    sweeps = torch.zeros(B, dtype=torch.int64)
+    sweeps = torch.full((B,), steps, dtype=torch.int64)
     idx = torch.arange(B)  # batch indices still iterating
-    for _ in range(steps):
-        if idx.numel() == 0:
-            break
-        if idx.numel() == 1:  # one instance: plain mat-vecs
-            denom = bl - (J2b[0] @ v[0])[None]
-            v_new = denom.reciprocal()
-            m_new = (bh + (Jb[0] @ m[0])[None]) * v_new
-        else:
-            denom = bl - torch.bmm(J2b, v[:, :, None])[:, :, 0]  # (b, n) = beta*lam - V
-            v_new = denom.reciprocal()
-            m_new = (bh + torch.bmm(Jb, m[:, :, None])[:, :, 0]) * v_new  # (b, n) = (beta*h + M) / denom
+    sweep_err = err
+    for k in range(1, steps + 1):
+        v_new = (bl - torch.bmm(J2b, v[:, :, None])[:, :, 0]).reciprocal()  # (b, n) = 1 / (beta*lam - V)
+        m_new = (bh + torch.bmm(Jb, m[:, :, None])[:, :, 0]) * v_new  # (b, n) = (beta*h + M) / (beta*lam - V)
         sweep_err = (m_new - m).square().mean(-1) + (v_new - v).square().mean(-1)  # (b,)
         m.mul_(damping).add_(m_new, alpha=1 - damping)
         v.mul_(damping).add_(v_new, alpha=1 - damping)
-        err[idx] = sweep_err
-        sweeps[idx] += 1
         done = sweep_err < tol
         if bool(done.any()):
-            out_m[idx[done]], out_v[idx[done]] = m[done], v[done]
+            gone = idx[done]
+            out_m[gone], out_v[gone], err[gone], sweeps[gone] = m[done], v[done], sweep_err[done], k
             keep = ~done
-            idx, m, v, Jb, J2b, bh, bl = idx[keep], m[keep], v[keep], Jb[keep], J2b[keep], bh[keep], bl[keep]
-    out_m[idx], out_v[idx] = m, v
+            idx, m, v, Jb, J2b, bh, bl, sweep_err = (t[keep] for t in (idx, m, v, Jb, J2b, bh, bl, sweep_err))
+            if idx.numel() == 0:
+                break
+    out_m[idx], out_v[idx], err[idx] = m, v, sweep_err  # elements that used up their sweeps
     return out_m, out_v, err, sweeps
 
 
