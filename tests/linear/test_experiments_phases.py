@@ -20,15 +20,6 @@ from iclab.linear.experiments import fig4a, figs6
 from iclab.runtime import execute, get_experiment
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small-tensor loops run far faster on one thread when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(name: str, tmp_path: Path, preset: str = "quick", **overrides):
     exp = get_experiment(name)
     res = execute(exp, exp.make_config(preset, overrides), tmp_path, preset=preset, quiet=True)

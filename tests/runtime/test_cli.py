@@ -61,3 +61,12 @@ def test_run_then_skip_then_sweep(tmp_path):
     assert sw.returncode == 0 and "2 points: 2 finished" in sw.stdout
     assert_one_line_error(iclab("sweep", "test.toy", "--grid", "seed=0", "--backend", "slurmx", tmp_path=tmp_path),
                           "unknown sweep backend")
+
+
+def test_bad_input_on_a_real_experiment(tmp_path):
+    """The issue's list: unknown name, negative D, P = 0 -- one line each, nothing written."""
+    assert_one_line_error(iclab("run", "spinglass.fig4", tmp_path=tmp_path), "unknown experiment")
+    assert_one_line_error(iclab("run", "spinglass.fig4b", "--set", "D=-3", tmp_path=tmp_path), "field 'D'")
+    assert_one_line_error(iclab("run", "spinglass.fig4b", "--set", "P_train=0", tmp_path=tmp_path), "field 'P_train'")
+    assert_one_line_error(iclab("run", "spinglass.fig1", "--set", "P=0", tmp_path=tmp_path), "field 'P'")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))

@@ -17,6 +17,7 @@ touch paths themselves, which is what makes runs atomic and resumable.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -97,7 +98,7 @@ def experiment(
     def deco(fn: Callable[[Any, RunContext], None]) -> Callable[[Any, RunContext], None]:
         if name in _REGISTRY:
             raise RuntimeError(f"experiment {name} registered twice")
-        _REGISTRY[name] = Experiment(name, config, fn, presets, title, paper, (fn.__doc__ or "").strip())
+        _REGISTRY[name] = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""))
         return fn
 
     return deco

@@ -150,7 +150,7 @@ def _nanmedian(x: np.ndarray) -> float:
     Fig4aConfig,
     presets={
         "quick": {"Ps": np.linspace(20, 1000, 10, dtype=int).tolist(),
-                  "Ns": np.linspace(2, 100, 10, dtype=int).tolist(), "repeats": 2},
+                  "Ns": np.linspace(2, 100, 10, dtype=int).tolist(), "repeats": 3},
         "paper": {"D": 20, "Ps": PAPER_PS, "Ns": PAPER_NS, "lam0": 1.0, "beta": 100.0, "damping": 0.9,
                   "steps": 100, "tol": 1e-6, "repeats": 10},
     },
