@@ -13,9 +13,8 @@ Two things make the paper grid (2500 cells x 10 repeats of a 441-spin AMP) cheap
   prompts and snapshot S, h after the first P prompts for every P of the grid (a cumulative
   sum), so each prompt is featurised once. Cells along P then share prompts (nested data sets)
   instead of being independent draws; each cell is still an exact draw of its own law.
-- the AMP sweep runs as one matrix-vector product per instance (`_amp_gemv`), identical in
-  arithmetic and stopping rule to `iclab.linear.amp.amp`, but several times faster on CPU than
-  a batched (B, n, n) @ (B, n, 1) product, and it skips instances that already stopped.
+- `iclab.linear.amp.amp` iterates the batch in cache-sized chunks and drops instances that
+  have stopped, so a batch of cells costs what its slow members cost.
 
 We also report the exact ground state (ridge, A^{-1} h) of every draw, whose CR is defined in
 every cell, as the "exact Gibbs mean" reference beside the AMP means (spec §3 observations).
@@ -30,7 +29,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from iclab.linear.amp import AMPResult, amp_init
+from iclab.linear.amp import amp, amp_init
 from iclab.linear.analysis import contrast_ratio
 from iclab.linear.data import features, prompt_stream
 from iclab.runtime import ExperimentConfig, RunContext, experiment
@@ -91,40 +90,6 @@ def nested_stats(D: int, N: int, Ps: list[int], generator: torch.Generator) -> t
     return S, h
 
 
-def _amp_gemv(J: Tensor, h: Tensor, lam: Tensor, *, beta: float, damping: float, steps: int, tol: float,
-              init: tuple[Tensor, Tensor]) -> AMPResult:
-    """`iclab.linear.amp.amp` for a batch (B, n, n), one gemv per instance and sweep.
-
-    Same Jacobi update, damping, freezing of stopped instances and error as `amp`; only the
-    matrix-vector products are done per instance (torch.mv), which on CPU is much faster than a
-    batched matmul with one right-hand side, and stopped instances cost nothing.
-    """
-    m, v = init[0].to(h.dtype).clone(), init[1].to(h.dtype).clone()  # (B, n)
-    B = h.shape[0]
-    J_off = J - torch.diag_embed(torch.diagonal(J, dim1=-2, dim2=-1))  # (B, n, n)
-    J2_off = J_off * J_off  # (B, n, n)
-    active = torch.ones(B, dtype=torch.bool)
-    err = torch.full((B,), float("inf"), dtype=h.dtype)
-    sweeps = torch.zeros(B, dtype=torch.int64)
-    for _ in range(steps):
-        idx = active.nonzero().flatten()
-        if idx.numel() == 0:
-            break
-        M = beta * torch.stack([torch.mv(J_off[b], m[b]) for b in idx.tolist()])  # (A, n)
-        V = beta**2 * torch.stack([torch.mv(J2_off[b], v[b]) for b in idx.tolist()])  # (A, n)
-        m_old, v_old = m[idx], v[idx]  # (A, n)
-        denom = beta * lam[idx] - V
-        m_new = (beta * h[idx] + M) / denom
-        v_new = 1.0 / denom
-        sweep_err = ((m_new - m_old) ** 2).mean(-1) + ((v_new - v_old) ** 2).mean(-1)  # (A,)
-        m[idx] = damping * m_old + (1 - damping) * m_new
-        v[idx] = damping * v_old + (1 - damping) * v_new
-        err[idx] = sweep_err
-        sweeps[idx] += 1
-        active[idx] = ~(sweep_err < tol)
-    return AMPResult(m=m, v=v, converged=err < tol, err=err, sweeps=sweeps)
-
-
 def _edges(grid: list[int]) -> np.ndarray:
     """Cell edges around grid points (midpoints, half a step beyond the ends) for pcolormesh."""
     g = np.asarray(grid, dtype=float)
@@ -174,8 +139,8 @@ def run(cfg: Fig4aConfig, ctx: RunContext) -> None:
             sl = slice(lo, lo + cfg.cell_batch)
             S_b, h_b = S[sl], h[sl]
             lam = cfg.lam0 + torch.diagonal(S_b, dim1=-2, dim2=-1)  # (B, n)
-            res = _amp_gemv(-S_b, h_b, lam, beta=cfg.beta, damping=cfg.damping, steps=cfg.steps,
-                            tol=cfg.tol, init=(m0[sl], v0[sl]))
+            res = amp(-S_b, h_b, lam, beta=cfg.beta, damping=cfg.damping, steps=cfg.steps,
+                      tol=cfg.tol, init=(m0[sl], v0[sl]))
             cr = contrast_ratio(res.m.reshape(-1, D + 1, D + 1)).numpy()  # (B,)
             cr_amp[i, sl, r] = np.where(res.converged.numpy(), cr, np.nan)
             sweeps[i, sl, r] = res.sweeps.numpy()
