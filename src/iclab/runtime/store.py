@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExperimentConfig
+from .seeding import torch_threads
 from .errors import IclabError
 from .experiment import Experiment, RunContext, dump_json
 
@@ -85,6 +86,19 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def run_threads() -> int:
+    """Torch threads for a run: ICLAB_THREADS, else 1.
+
+    Our experiments are many small tensor ops, for which a second thread buys little, and a
+    multi-threaded pool stalls 10-40x when another process holds a core; sweeps get their
+    parallelism from processes instead.
+    """
+    value = os.environ.get("ICLAB_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise IclabError(f"ICLAB_THREADS must be a positive integer (got {value!r})")
+    return int(value)
+
+
 def environment(config: ExperimentConfig) -> dict[str, Any]:
     import numpy
     import torch
@@ -99,7 +113,7 @@ def environment(config: ExperimentConfig) -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": run_threads(),
         "seed": config.seed,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -129,7 +143,8 @@ def execute(
         env = environment(config)
         ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet)
         _seed_everything(config.seed)
-        exp.fn(config, ctx)
+        with torch_threads(run_threads()):
+            exp.fn(config, ctx)
         env["seconds"] = round(time.perf_counter() - t0, 3)
         meta = {"experiment": exp.name, "title": exp.title, "paper": exp.paper, "preset": preset,
                 "config_hash": config.hash(), "config": config.model_dump(mode="json")}
