@@ -144,3 +144,14 @@ def test_interrupted_sweep_resumes(tmp_path):
     leftovers = [p for p in (tmp_path / "test.toy").iterdir() if p.name.startswith(".")]
     # the killed run's temporary directory is the only possible leftover, and it never counts as a result
     assert all(not is_complete(p) for p in leftovers)
+
+
+def test_reproduce_writes_one_report(tmp_path):
+    from iclab.runtime import reproduce
+
+    results, report = reproduce(tmp_path, preset="quick", only="test.", quiet=True)
+    assert [r.status for r in results] == ["done"]
+    html = report.read_text()
+    assert report == tmp_path / "report" / "quick.html"
+    assert 'href="#test.toy"' in html and "data:image/png;base64," in html and "targets met" in html
+    assert oct(report.stat().st_mode & 0o777) != "0o600"

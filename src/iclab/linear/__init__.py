@@ -37,7 +37,7 @@ from .sampling import sample_reduced as sample_reduced
 from .sampling import wishart as wishart
 from .spinglass import SpinGlass as SpinGlass
 
-# --- models / trainers (added by the models/train helper) --------------------
+# models and trainers
 from .models import ARCHITECTURES as ARCHITECTURES
 from .models import FullLinearAttention as FullLinearAttention
 from .models import MergedLinearAttention as MergedLinearAttention
