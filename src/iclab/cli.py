@@ -26,9 +26,28 @@ Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished r
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-def _overrides(config: Path | None, sets: list[str] | None) -> dict:
+def _field_options(args: list[str]) -> list[str]:
+    """Extra `--field value` / `--field=value` options as FIELD=VALUE overrides (dashes become
+    underscores), so `iclab run taskvectors.main --model gemma3-270m --tasks all` reads naturally."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise IclabError(f"unexpected argument {arg!r}; config fields are set as --FIELD VALUE or --set FIELD=VALUE")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise IclabError(f"option {arg} needs a value, e.g. {arg} VALUE")
+            value, i = args[i + 1], i + 1
+        out.append(f"{key.replace('-', '_')}={value}")
+        i += 1
+    return out
+
+
+def _overrides(config: Path | None, sets: list[str] | None, extra: list[str] | None = None) -> dict:
     values = load_yaml_overrides(config) if config else {}
     values.update(parse_overrides(sets or []))
+    values.update(parse_overrides(_field_options(extra or [])))
     return values
 
 
@@ -67,8 +86,12 @@ def show(name: Annotated[str, typer.Argument(help="Experiment name, e.g. spingla
     console.print(table)
 
 
-@app.command()
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=_EXTRA)
 def run(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")],
     preset: Preset = "quick",
     sets: Sets = None,
@@ -77,12 +100,15 @@ def run(
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run one experiment; results go to RUNS_DIR/<experiment>/<config-hash>/."""
+    """Run one experiment; results go to RUNS_DIR/<experiment>/<config-hash>/.
+
+    Any config field can also be given as an option: --model gemma3-270m is --set model=gemma3-270m.
+    """
     from .runtime.experiment import get_experiment
     from .runtime.store import execute
 
     exp = get_experiment(name)
-    cfg = exp.make_config(preset, _overrides(config, sets))
+    cfg = exp.make_config(preset, _overrides(config, sets, ctx.args))
     res = execute(exp, cfg, runs_dir, preset=preset, force=force, quiet=quiet)
     _print_result(res)
     if res.status == "failed":
@@ -90,8 +116,9 @@ def run(
     console.print(f"report: {Path(res.path) / 'report.html'}")
 
 
-@app.command("sweep")
+@app.command("sweep", context_settings=_EXTRA)
 def sweep_cmd(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Experiment name.")],
     grid: Annotated[list[str], typer.Option("--grid", "-g", help="Axis FIELD=V1,V2,... (repeatable).")],
     preset: Preset = "quick",
@@ -105,7 +132,7 @@ def sweep_cmd(
     """Run a grid of configs; finished points are skipped, so an interrupted sweep resumes."""
     from .runtime.sweep import make_executor, parse_grid, sweep
 
-    results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets),
+    results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets, ctx.args),
                     executor=make_executor(backend, workers), force=force, on_result=_print_result)
     failed = [r for r in results if r.status == "failed"]
     console.print(f"{len(results)} points: {len(results) - len(failed)} finished, {len(failed)} failed")
@@ -129,6 +156,34 @@ def reproduce(
     console.print(f"[bold]report:[/bold] {report}")
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def tasks() -> None:
+    """List the task-vector task library (the paper's 18 tasks, with substitutes marked)."""
+    from .taskvectors.tasks import SUBSTITUTES, builtin_tasks
+
+    substitutes = {v: k for k, v in SUBSTITUTES.items()}
+    table = Table("task", "category", "pairs", "comparator", "source")
+    for t in builtin_tasks().values():
+        note = f" (substitute for {substitutes[t.name]})" if t.name in substitutes else ""
+        table.add_row(t.name, t.category, str(len(t.pairs)), t.comparator, t.source + note)
+    console.print(table)
+    console.print("Add your own: pass a .json or .csv file of input->output pairs as a task name.")
+
+
+@app.command()
+def models() -> None:
+    """List the bundled pretrained LMs and whether they are installed (any local HF directory also works)."""
+    import importlib.util
+
+    from .models import BUNDLED_MODELS
+
+    table = Table("name", "installed", "model", "install with")
+    for m in BUNDLED_MODELS.values():
+        ok = importlib.util.find_spec(m.package) is not None
+        table.add_row(m.name, "yes" if ok else "no", m.description, m.install)
+    console.print(table)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ T = TypeVar("T")
 # own experiment files with ICLAB_EXPERIMENTS="my_pkg.my_exp,other_module" (inherited by workers).
 EXPERIMENT_MODULES = [
     "iclab.linear.experiments",
+    "iclab.taskvectors.experiments",
 ]
 
 
@@ -167,6 +168,12 @@ class RunContext:
         path = self.out_dir / "arrays" / f"{name}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    def json(self, name: str, obj: Any) -> None:
+        """Save JSON-serialisable data (e.g. the exact prompts a number came from) as data/<name>.json."""
+        path = self.out_dir / "data" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     def claim(self, name: str, *, paper: str, ours: Any, target: str | None = None, passed: bool | None = None) -> None:
         """Put one of our numbers beside the paper's claim (and an acceptance target, if any)."""
