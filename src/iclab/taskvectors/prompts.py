@@ -26,16 +26,19 @@ class Template:
             raise IclabError(f"template {self.name!r}: demo must contain {{x}} and end with {{y}}, got {self.demo!r}")
 
     def query(self, x: str) -> str:
-        """The query line, ending where the answer would start."""
-        return self.demo[: -len("{y}")].replace("{x}", x)
+        """The query line, ending where the answer would start. A space before {y} is left out
+        (and belongs to the answer's first token, " Paris"), as tokenizers attach it to the next word."""
+        return self.demo[: -len("{y}")].rstrip(" ").replace("{x}", x)
 
     def prompt(self, demos: list[tuple[str, str]], x: str) -> str:
         lines = [self.demo.replace("{x}", a).replace("{y}", b) for a, b in demos]
         return self.sep.join([*lines, self.query(x)])
 
     @property
-    def answer_follows_space(self) -> bool:
-        return self.query("x")[-1:].isspace()
+    def answer_space(self) -> str:
+        """The space the template puts before the answer ("" for the paper's `->{y}`)."""
+        head = self.demo[: -len("{y}")]
+        return head[len(head.rstrip(" ")) :]
 
 
 TEMPLATES = {
@@ -61,7 +64,7 @@ class PreparedTask:
     task: Task
     pairs: tuple[tuple[str, str], ...]  # (x as written, y as written); may carry a leading space
     originals: tuple[str, ...]  # the task's own input for each pair (for scoring)
-    leading_space: bool
+    leading_space: bool  # pairs written as " x" -> " y" (the paper's variant for templates like `->{y}`)
     n_before_filter: int
 
 
@@ -69,7 +72,7 @@ def single_token_mask(tokenizer, template: Template, pairs: list[tuple[str, str]
     """True where y, written after the query line of x, is exactly one token and leaves the query's
     tokens unchanged, so the model's first predicted token can be the whole answer."""
     prefixes = [template.query(x) for x, _ in pairs]
-    fulls = [p + y for p, (_, y) in zip(prefixes, pairs)]
+    fulls = [p + template.answer_space + y for p, (_, y) in zip(prefixes, pairs)]
     enc_p = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
     enc_f = tokenizer(fulls, add_special_tokens=False)["input_ids"]
     return [len(f) == len(p) + 1 and f[: len(p)] == p for p, f in zip(enc_p, enc_f)]
@@ -85,9 +88,9 @@ def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10)
     if not task.single_token:
         return PreparedTask(task, tuple(plain), tuple(x for x, _ in plain), False, len(plain))
     keep_plain = single_token_mask(tokenizer, template, plain)
-    use_space = False
+    use_space = False  # whether the pairs are written with a leading space (the template may add its own)
     keep = keep_plain
-    if not template.answer_follows_space:
+    if not template.answer_space:
         spaced = [(" " + x, " " + y) for x, y in plain]
         keep_spaced = single_token_mask(tokenizer, template, spaced)
         if sum(keep_spaced) >= 0.7 * sum(keep_plain):

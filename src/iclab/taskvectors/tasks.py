@@ -193,12 +193,18 @@ def load_task_file(path: str | Path, comparator: str = "exact", category: str = 
     if not path.is_file():
         raise IclabError(f"{where} does not exist; pass the path of a .json or .csv file of input->output pairs")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # also accepts the byte-order mark spreadsheets write
     except UnicodeDecodeError:
         raise IclabError(f"{where} is not UTF-8 text; save it as UTF-8") from None
     if path.suffix == ".json":
+        def no_repeats(items: list[tuple[str, object]]) -> dict:
+            keys = [k for k, _ in items]
+            if len(set(keys)) != len(keys):
+                raise IclabError(f"{where}: an input appears twice; each input must have one output")
+            return dict(items)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=no_repeats)
         except json.JSONDecodeError as e:
             raise IclabError(f"{where}: invalid JSON at line {e.lineno}: {e.msg}") from None
         if isinstance(data, dict):
@@ -208,7 +214,7 @@ def load_task_file(path: str | Path, comparator: str = "exact", category: str = 
         else:
             raise IclabError(f"{where}: expected an object {{input: output}} or a list of {{\"input\", \"output\"}} objects")
     elif path.suffix == ".csv":
-        rows = list(csv.reader(text.splitlines()))
+        rows = [r for r in csv.reader(text.splitlines()) if r]  # blank lines are not pairs
         if not rows or [c.strip().lower() for c in rows[0][:2]] != ["input", "output"]:
             raise IclabError(f"{where}: the first line must be the header 'input,output'")
         bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != 2]
@@ -223,6 +229,8 @@ def load_task_file(path: str | Path, comparator: str = "exact", category: str = 
         if "\n" in x + y:
             raise IclabError(f"{where}: pair {i + 1} contains a newline, which would break the prompt format")
     pairs = [(x.strip(), y.strip()) for x, y in pairs]
+    if len(pairs) < 2:
+        raise IclabError(f"{where}: needs at least 2 input->output pairs, has {len(pairs)}")
     if len({x for x, _ in pairs}) != len(pairs):
         raise IclabError(f"{where}: an input appears twice; each input must have one output")
     return Task(path.stem, category, tuple(pairs), comparator, source=str(path))
