@@ -13,9 +13,16 @@ def test_library_example_runs():
     assert scope["W_ridge"].shape == (441,) and bool(scope["res"].converged)
 
 
+def test_task_vector_example_runs():
+    code = re.findall(r"## Using the library.*?```python\n.*?```.*?```python\n(.*?)```", README, re.S)[0]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert 0 <= scope["res"].best_layer < 30 and scope["logits"].shape == (1, 49152)
+
+
 def test_experiment_table_lists_every_experiment():
     from iclab.runtime import load_experiments
 
-    names = {n for n in load_experiments() if n.startswith("spinglass.")}
-    listed = set(re.findall(r"\| `(spinglass\.\w+)` \|", README))
+    names = {n for n in load_experiments() if n.startswith(("spinglass.", "taskvectors."))}
+    listed = set(re.findall(r"\| `((?:spinglass|taskvectors)\.\w+)` \|", README))
     assert names == listed

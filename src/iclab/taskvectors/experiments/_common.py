@@ -8,14 +8,14 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from iclab.runtime import ExperimentConfig, IclabError, RunContext
 from iclab.runtime.seeding import torch_threads
 
 from ..evaluate import TaskResult, evaluate_task
 from ..method import TaskVectorRunner
-from ..prompts import get_template, prepare_task
+from ..prompts import TEMPLATES, get_template, prepare_task
 from ..tasks import Task, resolve_tasks
 
 
@@ -30,6 +30,13 @@ class TaskVectorConfig(ExperimentConfig):
     n_dummy: int = Field(2, ge=1, description="Dummy queries averaged into θ(S) (the paper's code: 2).")
     mode: Literal["replace", "add"] = Field("replace", description="Patch by replacing the state (the paper) or adding θ.")
     batch_size: int = Field(32, ge=1, description="Prompts per forward pass.")
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        if v not in TEMPLATES:
+            raise ValueError(f"unknown template; choose one of {', '.join(TEMPLATES)}")
+        return v
 
 
 def lm_threads() -> int:
