@@ -23,7 +23,7 @@ def assert_one_line_error(proc, *fragments):
 
 
 def test_help_on_every_command(tmp_path):
-    for cmd in ["list", "show", "run", "sweep", "reproduce"]:
+    for cmd in ["list", "show", "run", "sweep", "reproduce", "tasks", "models"]:
         proc = iclab(cmd, "--help", tmp_path=tmp_path)
         assert proc.returncode == 0 and "Usage" in proc.stdout, cmd
 
@@ -70,3 +70,35 @@ def test_bad_input_on_a_real_experiment(tmp_path):
     assert_one_line_error(iclab("run", "spinglass.fig4b", "--set", "P_train=0", tmp_path=tmp_path), "field 'P_train'")
     assert_one_line_error(iclab("run", "spinglass.fig1", "--set", "P=0", tmp_path=tmp_path), "field 'P'")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
+
+
+def test_config_fields_as_options(tmp_path):
+    import json
+
+    proc = iclab("run", "test.toy", "-q", "--n", "4", "--scale=2.5", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (config,) = (tmp_path / "runs" / "test.toy").glob("*/config.json")
+    values = json.loads(config.read_text())["config"]
+    assert values["n"] == 4 and values["scale"] == 2.5
+    assert_one_line_error(iclab("run", "test.toy", "--n", tmp_path=tmp_path), "--n needs a value")
+    assert_one_line_error(iclab("run", "test.toy", "stray", tmp_path=tmp_path), "unexpected argument 'stray'")
+
+
+def test_task_vector_bad_input_fails_before_loading_anything(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": ')
+    run = ("run", "taskvectors.main")
+    assert_one_line_error(iclab(*run, "--model", "gpt-17", tmp_path=tmp_path), "field 'model'", "not a bundled model")
+    assert_one_line_error(iclab(*run, "--tasks", "knowledge_person_language", tmp_path=tmp_path),
+                          "field 'tasks'", "knowledge_person_sport")
+    assert_one_line_error(iclab(*run, "--tasks", "to_uper", tmp_path=tmp_path), "field 'tasks'", "unknown task")
+    assert_one_line_error(iclab(*run, "--tasks", str(bad), tmp_path=tmp_path), "field 'tasks'", "invalid JSON")
+    assert_one_line_error(iclab(*run, "--template", "chat", tmp_path=tmp_path), "field 'template'")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
+
+
+def test_tasks_and_models_listings(tmp_path):
+    tasks = iclab("tasks", tmp_path=tmp_path)
+    assert tasks.returncode == 0 and "algorithmic_list_last" in tasks.stdout and "substitute" in tasks.stdout
+    models = iclab("models", tmp_path=tmp_path)
+    assert models.returncode == 0 and "smollm2-135m" in models.stdout and "gemma3-270m" in models.stdout

@@ -31,6 +31,31 @@ class TaskVectorConfig(ExperimentConfig):
     mode: Literal["replace", "add"] = Field("replace", description="Patch by replacing the state (the paper) or adding θ.")
     batch_size: int = Field(32, ge=1, description="Prompts per forward pass.")
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        """Fail before anything runs: a bundled model must be installed, a path must hold a model."""
+        import importlib.util
+        from pathlib import Path
+
+        from iclab.models import BUNDLED_MODELS
+
+        if v in BUNDLED_MODELS:
+            if importlib.util.find_spec(BUNDLED_MODELS[v].package) is None:
+                raise ValueError(f"model {v!r} is not installed; install it with: {BUNDLED_MODELS[v].install}")
+        elif not (Path(v).expanduser() / "config.json").is_file():
+            raise ValueError(f"not a bundled model ({', '.join(BUNDLED_MODELS)}) nor a directory with a config.json")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: str) -> str:
+        try:
+            resolve_tasks(v)
+        except IclabError as err:
+            raise ValueError(str(err)) from None
+        return v
+
     @field_validator("template")
     @classmethod
     def _known_template(cls, v: str) -> str:
