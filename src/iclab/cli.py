@@ -164,7 +164,10 @@ def tasks() -> None:
     from .taskvectors.tasks import SUBSTITUTES, builtin_tasks
 
     substitutes = {v: k for k, v in SUBSTITUTES.items()}
-    table = Table("task", "category", "pairs", "comparator", "source")
+    table = Table()
+    table.add_column("task", no_wrap=True)  # names are what users type: never cut them
+    for col in ("category", "pairs", "comparator", "source"):
+        table.add_column(col)
     for t in builtin_tasks().values():
         note = f" (substitute for {substitutes[t.name]})" if t.name in substitutes else ""
         table.add_row(t.name, t.category, str(len(t.pairs)), t.comparator, t.source + note)

@@ -9,7 +9,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def iclab(*args, tmp_path):
-    env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "iclab", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
