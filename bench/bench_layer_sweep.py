@@ -75,7 +75,7 @@ def main() -> None:
     base_tokens, base_time = rows[0][2], rows[0][4]
     print(f"model {args.model}, task {args.task}, {args.episodes} dev episodes x {len(layers)} layers, "
           f"k=5, 2 dummies, {args.threads} threads; identical predictions: {same}")
-    print(f"| sweep | forward tokens | passes | wall (s) | tokens vs ours | time vs ours |")
+    print("| sweep | forward tokens | passes | wall (s) | tokens vs ours | time vs ours |")
     print("|---|---|---|---|---|---|")
     for name, _, tokens, passes, seconds in rows:
         print(f"| {name} | {tokens} | {passes} | {seconds:.2f} | {tokens / base_tokens:.1f}x | {seconds / base_time:.1f}x |")

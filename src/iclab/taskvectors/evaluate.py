@@ -58,6 +58,15 @@ def _score(runner: TaskVectorRunner, prepared: PreparedTask, episodes: list[Epis
     return np.array([is_correct(p, prepared, e.item) for p, e in zip(preds, episodes)]), preds
 
 
+def dev_layer_curve(runner: TaskVectorRunner, prepared: PreparedTask, template: Template, episodes: list[Episode],
+                    mode: str = "replace") -> np.ndarray:
+    """Task-vector accuracy on `episodes` with θ patched at each layer: (n_layers,)."""
+    thetas = extract_thetas(runner, template, episodes)
+    queries = [template.query(e.query) for e in episodes]
+    sweep = runner.sweep_patched(queries, thetas, range(runner.n_layers), mode=mode)  # (N, L)
+    return np.stack([_score(runner, prepared, episodes, sweep[:, l])[0] for l in range(runner.n_layers)], 1).mean(0)
+
+
 def evaluate_task(
     runner: TaskVectorRunner,
     prepared: PreparedTask,
@@ -78,7 +87,6 @@ def evaluate_task(
     dev = sample_episodes(prepared, dev_pool, n_dev, k, n_dummy, rng)
     test = sample_episodes(prepared, test_pool, n_test, k, n_dummy, rng)
     base = sample_episodes(prepared, test_pool, n_baseline, 0, 0, rng)
-    layers = list(range(runner.n_layers))
     records: list[dict] = []
 
     def log(split: str, condition: str, episodes, prompts, preds, correct, layer=None):
@@ -87,11 +95,7 @@ def evaluate_task(
                             "gold": e.answer, "prediction": pred, "correct": bool(c), "prompt": p})  # fmt: skip
 
     # Dev: choose L by sweeping every layer (ties go to the lowest layer, as in the paper's code).
-    dev_thetas = extract_thetas(runner, template, dev)
-    dev_queries = [template.query(e.query) for e in dev]
-    sweep = runner.sweep_patched(dev_queries, dev_thetas, layers, mode=mode)  # (n_dev, L)
-    dev_correct = np.stack([_score(runner, prepared, dev, sweep[:, l])[0] for l in layers], axis=1)
-    dev_curve = dev_correct.mean(0)
+    dev_curve = dev_layer_curve(runner, prepared, template, dev, mode)
     best = int(np.argmax(dev_curve))
 
     # Test: baseline (bare query), regular ICL, and the task vector patched at the chosen layer.

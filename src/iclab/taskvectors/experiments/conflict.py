@@ -11,9 +11,8 @@ from iclab.runtime.plots import subplots
 from iclab.runtime.seeding import torch_threads
 
 from ..episodes import Episode, sample_episodes, split_queries
-from ..evaluate import extract_thetas, task_rng
-from ..method import TaskVectorRunner
-from ..prompts import PreparedTask, Template, get_template, prepare_task
+from ..evaluate import dev_layer_curve, extract_thetas, task_rng
+from ..prompts import PreparedTask, get_template, prepare_task
 from ..scoring import is_correct
 from ..tasks import get_task, task_names
 from ._common import TaskVectorConfig, lm_threads, load_runner
@@ -80,17 +79,6 @@ class ConflictConfig(TaskVectorConfig):
         return v
 
 
-def choose_layer(runner: TaskVectorRunner, prepared: PreparedTask, template: Template, episodes: list[Episode],
-                 mode: str) -> np.ndarray:
-    """Dev accuracy of the task vector at every layer (as in evaluate_task): (n_layers,)."""
-    thetas = extract_thetas(runner, template, episodes)
-    queries = [template.query(e.query) for e in episodes]
-    sweep = runner.sweep_patched(queries, thetas, range(runner.n_layers), mode=mode)
-    correct = [[is_correct(p, prepared, e.item) for p, e in zip(runner.decode(sweep[:, l]), episodes)]
-               for l in range(runner.n_layers)]  # fmt: skip
-    return np.asarray(correct, dtype=float).mean(1)
-
-
 def conflict_episodes(A: PreparedTask, B: PreparedTask, b_test_pool: np.ndarray, n: int, k: int, n_dummy: int,
                       rng: np.random.Generator) -> tuple[list[tuple[Episode, Episode]], int, int]:
     """n (A episode, B episode) pairs sharing one query x, a valid input of both tasks whose B index lies
@@ -141,7 +129,7 @@ def run(cfg: ConflictConfig, ctx: RunContext) -> None:
             b_rng = task_rng(cfg.seed, b_name)
             b_dev_pool, b_test_pool = split_queries(len(B.pairs), b_rng)
             dev = sample_episodes(B, b_dev_pool, cfg.n_dev, cfg.k, cfg.n_dummy, b_rng)
-            curve = choose_layer(runner, B, tmpl, dev, cfg.mode)
+            curve = dev_layer_curve(runner, B, tmpl, dev, cfg.mode)
             layer = int(np.argmax(curve))
 
             rng = task_rng(cfg.seed, f"conflict:{a_name}->{b_name}")

@@ -9,7 +9,8 @@ from iclab.runtime import RunContext, experiment
 from iclab.runtime.plots import subplots
 
 from ..paper import PAPER_TV_OVER_ICL, paper_reference
-from ._common import TaskVectorConfig, dev_curves, filtered_means, load_runner, run_tasks, save_traces, tasks_of
+from ._common import (TaskVectorConfig, dev_curves, filtered_means, lm_threads, load_runner, run_tasks, save_traces,
+                      tasks_of)
 
 QUICK = dict(tasks="algorithmic_to_upper,linguistic_present_simple_past_simple,knowledge_country_capital",
              n_dev=16, n_test=16, n_baseline=16)
@@ -60,7 +61,7 @@ def run(cfg: MainConfig, ctx: RunContext) -> None:
     ctx.figure(fig, "accuracy", caption="Baseline (no demonstrations), task vector and regular ICL accuracy per task.")
 
     summary = filtered_means(df)
-    ctx.table(pd.DataFrame([{"model": cfg.model, **summary,
+    ctx.table(pd.DataFrame([{"model": cfg.model, "lm_threads": lm_threads(), **summary,
                              "all_baseline": df["baseline"].mean(), "all_icl": df["icl"].mean(),
                              "all_task_vector": df["task_vector"].mean()}]), "summary")  # fmt: skip
     depth = np.array([r.best_layer for r in results]) / (curves.shape[1] - 1)
