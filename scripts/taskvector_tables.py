@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Print the task-vector results tables for docs/taskvectors.md from finished runs (never typed in).
 
+Main tables per model, then the latest finished paper-preset run of each analysis experiment.
+
     .venv/bin/python scripts/taskvector_tables.py [--runs-dir runs]
 
 For each model it takes the latest finished `taskvectors.main` run with the paper's sizes
@@ -48,6 +50,57 @@ def main() -> None:
               f"Tasks with ICL − baseline ≥ 0.20: **{int(s.n_tasks)}**; on them baseline {s.baseline:.3f}, "
               f"task vector {s.task_vector:.3f}, ICL {s.icl:.3f}, **TV / ICL = {s.tv_over_icl:.3f}** "
               "(paper: 0.83–0.91 on 2.8B–30B models).")
+    analyses(args.runs_dir)
+
+
+def latest_paper_run(runs: Path, name: str) -> tuple[dict, Path] | None:
+    """The latest finished run of `name` made with its paper preset."""
+    runs_ = [(m, d) for m, d in finished(runs, name) if m.get("preset") == "paper"]
+    return runs_[-1] if runs_ else None
+
+
+def analyses(runs: Path) -> None:
+    found = latest_paper_run(runs, "taskvectors.conflict")
+    if found:
+        meta, d = found
+        df = pd.read_csv(d / "tables" / "metrics.csv")
+        print(f"\n### Conflicting tasks ({meta['config']['model']}, k = {meta['config']['k']}, run `{d.name}`)\n")
+        print("| A (demos) -> B (θ) | B's layer | n | ICL: A / B | θ_B patched: A / B | paper (LLaMA 13B): ICL A / B, patched A / B |")
+        print("|---|---|---|---|---|---|")
+        for r in df.itertuples():
+            print(f"| {r.A} -> {r.B} | {r.layer} | {r.n} | {r.icl_acc_A:.2f} / {r.icl_acc_B:.2f} | "
+                  f"{r.tv_acc_A:.2f} / {r.tv_acc_B:.2f} | {r.paper_icl_acc_A:.2f} / {r.paper_icl_acc_B:.2f}, "
+                  f"{r.paper_tv_acc_A:.2f} / {r.paper_tv_acc_B:.2f} |")
+    found = latest_paper_run(runs, "taskvectors.vocab")
+    if found:
+        meta, d = found
+        df = pd.read_csv(d / "tables" / "metrics.csv")
+        print(f"\n### Vocabulary projection ({meta['config']['model']}, run `{d.name}`)\n")
+        print("| task | best layer | output-space hits at the best layer: θ / zero-shot / other tasks' θ | hits of θ at best + 2 | top tokens at the best layer + 2 (the paper's choice) |")
+        print("|---|---|---|---|---|")
+        for r in df.itertuples():
+            toks = ", ".join(str(r.tokens_later).split(", ")[:10])
+            print(f"| {r.task} | {r.best_layer} | {r.hits_theta:.2f} / {r.hits_zero_shot:.2f} / {r.hits_other_tasks:.2f} | "
+                  f"{r.hits_theta_later:.2f} | {toks} |")
+    found = latest_paper_run(runs, "taskvectors.tsne")
+    if found:
+        meta, d = found
+        s = pd.read_csv(d / "tables" / "summary.csv").iloc[0]
+        print(f"\n### t-SNE and distances ({meta['config']['model']}, run `{d.name}`)\n")
+        print(f"{int(s.n_vectors)} task vectors ({int(s.n_tasks)} tasks) at layer {int(s.layer)}: within-task cosine "
+              f"distance below between-task for **{int(s.tasks_within_lt_between)} of {int(s.n_tasks)}** tasks; "
+              f"leave-one-out 1-NN task accuracy **{s.nn_accuracy:.3f}** (chance {s.chance:.3f}); "
+              f"silhouette (cosine) {s.silhouette_cosine:.3f}.")
+    found = latest_paper_run(runs, "taskvectors.templates")
+    if found:
+        meta, d = found
+        sm = pd.read_csv(d / "tables" / "summary.csv")
+        print(f"\n### Templates ({meta['config']['model']}, run `{d.name}`)\n")
+        print("| template | tasks run (skipped) | filtered tasks | baseline | task vector | ICL | TV / ICL | all tasks: TV / ICL |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in sm.itertuples():
+            print(f"| `{r.demo!r}` | {r.n_run} ({r.n_skipped}) | {r.n_tasks} | {r.baseline:.3f} | {r.task_vector:.3f} | "
+                  f"{r.icl:.3f} | {r.tv_over_icl:.3f} | {r.all_task_vector:.3f} / {r.all_icl:.3f} |")
 
 
 if __name__ == "__main__":

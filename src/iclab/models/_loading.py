@@ -135,7 +135,8 @@ def converted_dir(spec: BundledModel) -> Path:
         _convert_gguf(gguf_dir, gguf_file, tmp / "model")
         (tmp / "model" / "SOURCE").write_text(f"{spec.distribution}=={version}\n{spec.description}\n{spec.licence}\n")
         (tmp / "model" / "DONE").write_text("")
-        shutil.rmtree(target, ignore_errors=True)  # a partial conversion from an interrupted run
+        if target.exists() and not (target / "DONE").is_file():
+            shutil.rmtree(target, ignore_errors=True)  # a partial directory from an interrupted run
         try:
             os.replace(tmp / "model", target)
         except OSError:
