@@ -39,7 +39,8 @@ def main() -> None:
         df = pd.read_csv(d / "tables" / "metrics.csv")
         s = pd.read_csv(d / "tables" / "summary.csv").iloc[0]
         env = json.loads((d / "env.json").read_text())
-        print(f"\n### {model} (run `{d.name}`, {env['seconds']:.0f} s, {env['torch_threads']} torch thread(s) for the runtime)\n")
+        threads = f", {int(s.lm_threads)} torch threads" if "lm_threads" in s else ""
+        print(f"\n### {model} (run `{d.name}`, {env['seconds']:.0f} s{threads})\n")
         print("| task | pairs (after filter) | L* | baseline | task vector | ICL | paper mean: baseline / TV / ICL |")
         print("|---|---|---|---|---|---|---|")
         for r in df.itertuples():
