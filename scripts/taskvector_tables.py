@@ -77,12 +77,13 @@ def analyses(runs: Path) -> None:
         meta, d = found
         df = pd.read_csv(d / "tables" / "metrics.csv")
         print(f"\n### Vocabulary projection ({meta['config']['model']}, run `{d.name}`)\n")
-        print("| task | best layer | output-space hits at the best layer: θ / zero-shot / other tasks' θ | hits of θ at best + 2 | top tokens at the best layer + 2 (the paper's choice) |")
+        print("| task | best layer | output-space hits at the best layer: θ / zero-shot / other tasks' θ | hits at best + 2: θ / zero-shot / other tasks' θ | top tokens at the best layer + 2 (the paper's choice) |")
         print("|---|---|---|---|---|")
         for r in df.itertuples():
             toks = ", ".join(str(r.tokens_later).split(", ")[:10])
             print(f"| {r.task} | {r.best_layer} | {r.hits_theta:.2f} / {r.hits_zero_shot:.2f} / {r.hits_other_tasks:.2f} | "
-                  f"{r.hits_theta_later:.2f} | {toks} |")
+                  f"{r.hits_theta_later:.2f}" + (f" / {r.hits_zero_shot_later:.2f} / {r.hits_other_tasks_later:.2f}"
+                                                  if hasattr(r, "hits_zero_shot_later") else "") + f" | {toks} |")
     found = latest_paper_run(runs, "taskvectors.tsne")
     if found:
         meta, d = found
@@ -92,9 +93,8 @@ def analyses(runs: Path) -> None:
               f"distance below between-task for **{int(s.tasks_within_lt_between)} of {int(s.n_tasks)}** tasks; "
               f"leave-one-out 1-NN task accuracy **{s.nn_accuracy:.3f}** (chance {s.chance:.3f}); "
               f"silhouette (cosine) {s.silhouette_cosine:.3f}.")
-    found = latest_paper_run(runs, "taskvectors.templates")
-    if found:
-        meta, d = found
+    latest = {m["config"]["model"]: (m, d) for m, d in finished(runs, "taskvectors.templates") if m.get("preset") == "paper"}
+    for meta, d in latest.values():
         sm = pd.read_csv(d / "tables" / "summary.csv")
         print(f"\n### Templates ({meta['config']['model']}, run `{d.name}`)\n")
         print("| template | tasks run (skipped) | filtered tasks | baseline | task vector | ICL | TV / ICL | all tasks: TV / ICL |")
