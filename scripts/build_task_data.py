@@ -204,26 +204,17 @@ def build(fv_dir: Path) -> tuple[dict[str, dict[str, str]], dict[str, str], dict
     def fv(name: str) -> str:
         return f"Function Vectors `abstractive/{name}.json`"
 
-    raw_en_fr = lowercase_single_words(load_fv(fv_dir, "english-french"))
-    raw_en_es = lowercase_single_words(load_fv(fv_dir, "english-spanish"))
-    alts["translation_en_fr"] = alternatives(raw_en_fr)
-    alts["translation_fr_en"] = alternatives((o, i) for i, o in raw_en_fr)
-    alts["translation_en_es"] = alternatives(raw_en_es)
-    alts["translation_es_en"] = alternatives((o, i) for i, o in raw_en_es)
-    en_fr = clean(raw_en_fr)
-    data["translation_en_fr"] = en_fr
-    notes["translation_en_fr"] = f"{fv('english-french')}; lowercase single-word pairs only."
-    data["translation_fr_en"] = clean(invert(en_fr))
-    notes["translation_fr_en"] = (
-        "Inversion of `translation_en_fr`; on duplicate French keys the alphabetically first English value is kept."
-    )
-    en_es = clean(raw_en_es)
-    data["translation_en_es"] = en_es
-    notes["translation_en_es"] = f"{fv('english-spanish')}; lowercase single-word pairs only."
-    data["translation_es_en"] = clean(invert(en_es))
-    notes["translation_es_en"] = (
-        "Inversion of `translation_en_es`; on duplicate Spanish keys the alphabetically first English value is kept."
-    )
+    for code, lang, source in (("fr", "French", "english-french"), ("es", "Spanish", "english-spanish")):
+        raw = lowercase_single_words(load_fv(fv_dir, source))
+        forward, backward = f"translation_en_{code}", f"translation_{code}_en"
+        alts[forward] = alternatives(raw)
+        alts[backward] = alternatives((o, i) for i, o in raw)
+        data[forward] = clean(raw)
+        notes[forward] = f"{fv(source)}; lowercase single-word pairs only."
+        data[backward] = clean(invert(data[forward]))
+        notes[backward] = (
+            f"Inversion of `{forward}`; on duplicate {lang} keys the alphabetically first English value is kept."
+        )
 
     present_past = load_fv(fv_dir, "present-past")
     data["linguistic_present_simple_past_simple"] = clean(present_past)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -32,8 +33,9 @@ def encode(tokenizer, texts: list[str]) -> Batch:
     return Batch(enc["input_ids"], enc["attention_mask"])
 
 
-def _accepts_logits_to_keep(model: nn.Module) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+@functools.cache
+def _accepts_logits_to_keep(model_cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
 
 
 @torch.no_grad()
@@ -45,7 +47,7 @@ def forward_last(model: nn.Module, batch: Batch, past_key_values=None, use_cache
     """
     n_new = batch.input_ids.shape[1]
     positions = batch.position_ids[:, -n_new:]
-    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(type(model)) else {}
     out = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from iclab.models import Batch, LoadedModel, encode, forward_last, patch_residual, record_residual
+from iclab.models import Batch, LoadedModel, forward_last, patch_residual, record_residual
 
 
 @dataclass
@@ -37,11 +37,12 @@ class TaskVectorRunner:
     def _batches(self, prompts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[list[int], Batch]]:
         """Index chunks of similar length (less padding), each with its left-padded batch."""
         bs = batch_size or self.batch_size
-        lengths = [len(ids) for ids in self.lm.tokenizer(list(prompts))["input_ids"]]
-        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+        ids = self.lm.tokenizer(list(prompts))["input_ids"]  # tokenized once, padded per batch
+        order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
-            yield idx, encode(self.lm.tokenizer, [prompts[i] for i in idx])
+            padded = self.lm.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            yield idx, Batch(padded["input_ids"], padded["attention_mask"])
 
     def _count(self, batch: Batch, n_new: int | None = None) -> None:
         self.passes += 1

@@ -18,5 +18,5 @@ def is_correct(prediction: str, prepared: PreparedTask, item: int) -> bool:
     if task.comparator == "prefix":  # knowledge: first token of a multi-token answer ("Par" for "Paris")
         return bool(pred) and bool(gold) and (gold.startswith(pred) or pred.startswith(gold))
     if task.comparator == "synonym":  # translation: any answer the source lists for the word
-        return pred == gold or pred in task.accepted(x)
+        return pred == gold or pred in task.alternatives.get(x, ())
     return pred == gold

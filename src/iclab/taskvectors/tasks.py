@@ -47,9 +47,6 @@ class Task:
     def answers(self) -> dict[str, str]:
         return dict(self.pairs)
 
-    def accepted(self, x: str) -> tuple[str, ...]:
-        return self.alternatives.get(x, (self.answers[x],))
-
     def with_pairs(self, pairs: list[tuple[str, str]]) -> "Task":
         """The same task restricted to `pairs` (e.g. after single-token filtering)."""
         return Task(self.name, self.category, tuple(pairs), self.comparator, self.single_token, self.source, self.alternatives)
