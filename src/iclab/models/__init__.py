@@ -1,4 +1,5 @@
-"""Real causal LMs, loaded offline, and an intervention layer over PyTorch forward hooks.
+"""Real causal LMs, loaded offline, an intervention layer over PyTorch forward hooks, and tiny
+causal LMs trained from scratch on a token corpus.
 
     lm = load_model("smollm2-135m")                 # or any local HuggingFace causal-LM directory
     batch = encode(lm.tokenizer, ["example:go->"])
@@ -7,28 +8,43 @@
     rec.states                                       # (B, n_layers, D)
     with patch_residual(lm.model, vectors, layers=12):   # replace the last token's state at block 12
         logits, _ = forward_last(lm.model, batch)
+
+    model = build_causal_lm(ModelSize(d_model=128, n_layers=4), vocab_size=64, seed=0)
+    history = train_causal_lm(model, tokens, TrainConfig(epochs=2), ckpt_dir=run / "ckpt")  # resumable
 """
 
 from ._architecture import decoder_blocks, final_norm, residual_to_logits
 from ._forward import Batch, encode, forward_last
 from ._hooks import Patch, Recording, patch_residual, record_residual
 from ._loading import BUNDLED_MODELS, BundledModel, LoadedModel, cache_dir, load_model, prepare_tokenizer
+from ._scratch import ModelSize, build_causal_lm, count_params, train_flops_per_token
+from ._training import TokenWindows, TrainConfig, TrainHistory, load_weights, lr_at, train_causal_lm
 
 __all__ = [
     "BUNDLED_MODELS",
     "Batch",
     "BundledModel",
     "LoadedModel",
+    "ModelSize",
     "Patch",
     "Recording",
+    "TokenWindows",
+    "TrainConfig",
+    "TrainHistory",
+    "build_causal_lm",
     "cache_dir",
+    "count_params",
     "decoder_blocks",
     "encode",
     "final_norm",
     "forward_last",
     "load_model",
+    "load_weights",
+    "lr_at",
     "patch_residual",
     "prepare_tokenizer",
     "record_residual",
     "residual_to_logits",
+    "train_causal_lm",
+    "train_flops_per_token",
 ]

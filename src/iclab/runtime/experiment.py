@@ -37,6 +37,7 @@ T = TypeVar("T")
 EXPERIMENT_MODULES = [
     "iclab.linear.experiments",
     "iclab.taskvectors.experiments",
+    "iclab.grammar.experiments",
 ]
 
 
@@ -137,6 +138,7 @@ class RunContext:
     out_dir: Path
     experiment: str
     quiet: bool = False
+    runs_dir: Path | None = None  # the store this run belongs to: experiments may execute other runs in it
     figures: list[FigureRecord] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)

@@ -102,6 +102,12 @@ def run_threads() -> int:
     return int(value)
 
 
+def compute_threads() -> int:
+    """Torch threads for compute-bound work (training a transformer): a sweep worker's share of the
+    cores, else all of them. Large matmuls scale with threads, unlike the small ops `run_threads` is for."""
+    return int(os.environ.get("ICLAB_WORKER_THREADS") or os.cpu_count() or 1)
+
+
 def environment(config: ExperimentConfig) -> dict[str, Any]:
     import numpy
     import torch
@@ -144,7 +150,7 @@ def execute(
     t0 = time.perf_counter()
     try:
         env = environment(config)
-        ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet)
+        ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet, runs_dir=runs_dir)
         _seed_everything(config.seed)
         with torch_threads(run_threads()):
             exp.fn(config, ctx)

@@ -59,6 +59,7 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     os.environ["ICLAB_NO_PROGRESS"] = "1"
+    os.environ["ICLAB_WORKER_THREADS"] = str(threads)  # compute-bound runs (training) use all of their share
 
 
 @dataclass

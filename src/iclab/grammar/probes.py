@@ -1,0 +1,203 @@
+"""Per-layer linear probes on frozen hidden states, with Hewitt & Liang's control task.
+
+A probe that reads a property (a token's role, the intermediate value...) off layer l says
+the property is *linearly decodable* there, but a high accuracy alone can just mean the probe
+memorised which input token carries which label. Hewitt & Liang (2019) measure that with a
+*control task*: every word type gets a random label, so only memorisation solves it.
+Selectivity = accuracy - control accuracy is the part the representation itself explains.
+
+Probe and control share everything (split, subsample, standardisation, C), so their
+difference is the labels only. The split keeps whole documents / prompts on one side, so the
+probe can't pass by recognising a prompt it saw in training.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from iclab.runtime.errors import IclabError
+
+# independent random streams derived from one user seed: np.random.default_rng([seed, tag])
+_SPLIT, _CONTROL, _SUBSAMPLE = 0, 1, 2
+
+
+@dataclass
+class ProbeResult:
+    """Held-out accuracies of one probing target, one entry per probed layer."""
+
+    target: str  # e.g. "role"
+    layers: list[int]  # layer indices probed (0 = embeddings output if given so by caller)
+    accuracy: np.ndarray  # (L,) held-out accuracy of the probe per layer
+    control: np.ndarray  # (L,) held-out accuracy on the control task per layer
+    majority: float  # accuracy of predicting the most frequent training label on the test split
+    n_train: int
+    n_test: int
+    n_classes: int  # distinct labels among the training rows
+
+    @property
+    def selectivity(self) -> np.ndarray:
+        """(L,) accuracy - control: what the layer encodes beyond memorising input types."""
+        return self.accuracy - self.control
+
+    def rows(self) -> list[dict]:
+        """Tidy rows (one per layer), ready for `pandas.DataFrame(result.rows())`."""
+        sel = self.selectivity
+        return [
+            {
+                "target": self.target,
+                "layer": int(layer),
+                "accuracy": float(self.accuracy[i]),
+                "control": float(self.control[i]),
+                "selectivity": float(sel[i]),
+                "majority": float(self.majority),
+            }
+            for i, layer in enumerate(self.layers)
+        ]
+
+
+def _check_1d(name: str, a: np.ndarray, n: int | None = None) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise IclabError(f"{name} must be 1-D with one entry per row, got shape {a.shape}")
+    if n is not None and len(a) != n:
+        raise IclabError(f"{name} has {len(a)} rows but states has {n}: they must match")
+    return a
+
+
+def control_labels(types: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Hewitt & Liang control task: each word *type* (here: the input token id) gets a random label,
+    drawn once per type from the empirical label distribution, so a probe can only solve it by memorising types."""
+    types = _check_1d("types", types)
+    labels = _check_1d("labels", labels, len(types))
+    if len(types) == 0:
+        raise IclabError("control_labels needs at least one row")
+    values, counts = np.unique(labels, return_counts=True)
+    uniq_types, inverse = np.unique(types, return_inverse=True)  # sorted: the draw is order-free
+    rng = np.random.default_rng([seed, _CONTROL])
+    per_type = rng.choice(len(values), size=len(uniq_types), p=counts / counts.sum())  # (T,)
+    return values[per_type[inverse]]  # (n,)
+
+
+def split_by_group(groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean train/test masks with whole groups (documents / prompts) on one side, so no prompt leaks.
+
+    `test_fraction` is the fraction of *groups* sent to test (at least one, and at least one
+    group stays in training).
+    """
+    groups = _check_1d("groups", groups)
+    if not 0.0 < test_fraction < 1.0:
+        raise IclabError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        raise IclabError(f"a group split needs at least 2 distinct groups, got {len(uniq)}")
+    n_test = min(max(1, round(test_fraction * len(uniq))), len(uniq) - 1)
+    rng = np.random.default_rng([seed, _SPLIT])
+    test_groups = rng.permutation(uniq)[:n_test]
+    test = np.isin(groups, test_groups)
+    return ~test, test
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero mean / unit variance with train statistics: lbfgs converges far faster, C means the same per layer."""
+    mu = train.mean(axis=0)  # (d,)
+    sd = train.std(axis=0)
+    sd = np.where(sd > 1e-12, sd, 1.0)  # constant features (dead units) stay 0, no division by 0
+    return (train - mu) / sd, (test - mu) / sd
+
+
+def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> float:
+    """Held-out accuracy of a multinomial logistic probe; test labels unseen in training are errors."""
+    classes = np.unique(y_tr)
+    if len(classes) == 1:  # sklearn refuses a single class; the only sensible probe predicts it
+        return float(np.mean(y_te == classes[0]))
+    clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
+    # The probe is a measurement, not a model we ship: an lbfgs run stopped at max_iter is still a
+    # fine accuracy estimate, and the suite turns warnings into errors, so silence only this one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_tr, y_tr)
+    return float(np.mean(clf.predict(x_te) == y_te))  # predictions are training classes only
+
+
+def fit_probes(
+    states: np.ndarray,
+    labels: np.ndarray,
+    *,
+    types: np.ndarray,
+    groups: np.ndarray,
+    target: str,
+    layers: list[int] | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    max_train: int = 4000,
+    C: float = 1.0,
+    max_iter: int = 400,
+) -> ProbeResult:
+    """states (n, L, d) float; labels (n,) ints (any ids); types (n,) token ids for the control task;
+    groups (n,) document/prompt ids. Standardise features per layer (fit on train), multinomial
+    LogisticRegression (lbfgs, max_iter ~ 300-500), subsample at most max_train training rows (seeded),
+    labels unseen in training count as errors on test. The same split for probe and control.
+
+    The split is `split_by_group(groups, test_fraction, seed)`; the control labels are
+    `control_labels(types, labels, seed)` over all rows (a type keeps its label across the split).
+    """
+    states = np.asarray(states)
+    if states.ndim != 3:
+        raise IclabError(f"states must be 3-D (rows, layers, width), got shape {states.shape}")
+    n, L, _ = states.shape
+    if n == 0:
+        raise IclabError("states has no rows: nothing to probe")
+    if not np.issubdtype(states.dtype, np.number) or np.issubdtype(states.dtype, np.complexfloating):
+        raise IclabError(f"states must be a real numeric array, got dtype {states.dtype}")
+    labels = _check_1d("labels", labels, n)
+    types = _check_1d("types", types, n)
+    groups = _check_1d("groups", groups, n)
+    layers = list(range(L)) if layers is None else [int(layer) for layer in layers]
+    if not layers:
+        raise IclabError("layers is empty: give at least one layer index, or None for all")
+    bad = [layer for layer in layers if not 0 <= layer < L]
+    if bad:
+        raise IclabError(f"layer indices {bad} out of range: states has {L} layers (0..{L - 1})")
+    if max_train < 1:
+        raise IclabError(f"max_train must be >= 1, got {max_train}")
+    if not C > 0:
+        raise IclabError(f"C must be > 0, got {C}")
+
+    train, test = split_by_group(groups, test_fraction, seed)
+    tr = np.flatnonzero(train)
+    if len(tr) > max_train:  # cost of lbfgs grows with rows; a few thousand pin accuracy to ~1%
+        rng = np.random.default_rng([seed, _SUBSAMPLE])
+        tr = np.sort(rng.choice(tr, size=max_train, replace=False))
+    te = np.flatnonzero(test)
+    ctrl = control_labels(types, labels, seed)  # (n,)
+
+    y_tr, y_te = labels[tr], labels[te]
+    values, counts = np.unique(y_tr, return_counts=True)
+    majority = float(np.mean(y_te == values[np.argmax(counts)]))  # ties: smallest label
+
+    acc = np.zeros(len(layers))
+    con = np.zeros(len(layers))
+    for i, layer in enumerate(layers):
+        x_tr, x_te = _standardise(
+            states[tr, layer].astype(np.float64), states[te, layer].astype(np.float64)
+        )  # (n_train, d), (n_test, d)
+        if not (np.isfinite(x_tr).all() and np.isfinite(x_te).all()):
+            raise IclabError(f"states at layer {layer} contain NaN or inf: check the model's forward pass")
+        acc[i] = _fit_score(x_tr, y_tr, x_te, y_te, C, max_iter)
+        con[i] = _fit_score(x_tr, ctrl[tr], x_te, ctrl[te], C, max_iter)
+
+    return ProbeResult(
+        target=target,
+        layers=layers,
+        accuracy=acc,
+        control=con,
+        majority=majority,
+        n_train=len(tr),
+        n_test=len(te),
+        n_classes=len(values),
+    )

@@ -1,0 +1,100 @@
+"""The streamed, seeded corpus: deterministic, prefix-stable, aligned arrays, valid ids."""
+
+import numpy as np
+import pytest
+
+from iclab.grammar.cag import Emit, Grammar, Nonterminal, Rule
+from iclab.grammar.corpus import EOS, sample_corpus, stream_documents
+from iclab.grammar.world import ROLES, World, WorldConfig
+from iclab.runtime.errors import IclabError
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(WorldConfig())
+
+
+@pytest.fixture(scope="module")
+def corpus(world):
+    return sample_corpus(world.grammar, 3000, seed=5, roles=ROLES)
+
+
+def arrays(c):
+    return {"ids": c.ids, "role": c.role, "iter_index": c.iter_index, "template": c.template, "doc": c.doc,
+            **{f"tag:{k}": v for k, v in c.tags.items()}}
+
+
+def test_deterministic_given_the_seed(world, corpus):
+    again = sample_corpus(world.grammar, 3000, seed=5, roles=ROLES)
+    for name, a in arrays(corpus).items():
+        np.testing.assert_array_equal(a, arrays(again)[name], err_msg=name)
+    assert again.tag_values == corpus.tag_values and again.n_docs == corpus.n_docs
+    other = sample_corpus(world.grammar, 3000, seed=6, roles=ROLES)
+    assert not np.array_equal(other.ids, corpus.ids)
+
+
+def test_shorter_corpus_is_a_prefix(world, corpus):
+    short = sample_corpus(world.grammar, 700, seed=5, roles=ROLES)
+    long_arrays = arrays(corpus)
+    for name, a in arrays(short).items():
+        np.testing.assert_array_equal(a, long_arrays[name][:700], err_msg=name)
+    for tag, values in short.tag_values.items():  # string tags are numbered by first appearance
+        assert corpus.tag_values[tag][:len(values)] == values
+    # without a fixed role list, role ids are numbered by first appearance: still a prefix
+    a, b = sample_corpus(world.grammar, 400, seed=1), sample_corpus(world.grammar, 900, seed=1)
+    np.testing.assert_array_equal(a.role, b.role[:400])
+    assert b.roles[:len(a.roles)] == a.roles
+
+
+def test_every_array_has_the_corpus_length(corpus):
+    assert len(corpus) == 3000
+    for name, a in arrays(corpus).items():
+        assert a.shape == (3000,), name
+    assert corpus.n_docs >= 2 and corpus.doc.max() == corpus.n_docs - 1
+
+
+def test_starts_with_eos_and_documents_are_eos_separated(world, corpus):
+    eos = world.token_id[EOS]
+    assert corpus.ids[0] == eos and corpus.text(0, 1) == [EOS]
+    # every document follows an EOS: the doc index changes only right after one
+    changes = np.flatnonzero(np.diff(corpus.doc) != 0) + 1
+    assert all(corpus.ids[i - 1] == eos for i in changes[1:])
+    # document 0 is the stream's first derivation
+    first = next(stream_documents(world.grammar, 5))
+    assert corpus.text(1, 1 + len(first.tokens)) == first.text
+
+
+def test_roles_cover_all_roles(corpus):
+    assert corpus.roles == ROLES  # the fixed role list, nothing appended: the world emits only these
+    assert corpus.role[1:].min() >= 0 and corpus.role.max() < len(corpus.roles)
+    eos = corpus.roles.index("eos")
+    np.testing.assert_array_equal(corpus.role[1:] == eos, corpus.ids[1:] == corpus.vocab.index(EOS))
+    names = {corpus.roles[r] for r in corpus.role[1:]}
+    assert {"x", "sep_io", "y", "sep_ex", "end", "eos"} <= names
+
+
+def test_ids_in_vocabulary_and_metadata_consistent(world, corpus):
+    assert corpus.vocab == world.vocab
+    assert corpus.ids.min() >= 0 and corpus.ids.max() < len(corpus.vocab)
+    x_role = corpus.roles.index("x")
+    xs = corpus.role == x_role
+    assert xs.any() and (corpus.iter_index[xs] >= 0).all() and (corpus.template[xs] >= 0).all()
+    # the xval tag of an input token is the object it shows
+    objs = [world.vocab[i] for i in corpus.ids[xs]]
+    assert objs == [f"o{v}" for v in corpus.tags["xval"][xs]]
+    # task tags index their value table
+    assert corpus.tags["task"].max() < len(corpus.tag_values["task"])
+
+
+def test_corpus_errors():
+    g = Grammar([Nonterminal("S", [Rule([Emit("a")])])], "S", vocab=["<eos>", "a"])
+    with pytest.raises(IclabError, match="at least 2"):
+        sample_corpus(g, 1, seed=0)
+    with pytest.raises(IclabError, match="vocabulary"):
+        sample_corpus(Grammar([Nonterminal("S", [Rule([Emit("a")])])], "S"), 10, seed=0)
+    with pytest.raises(IclabError, match="not in its vocabulary"):
+        sample_corpus(Grammar([Nonterminal("S", [Rule([Emit("b")])])], "S", vocab=["<eos>", "a"]), 10, seed=0)
+    with pytest.raises(IclabError, match="document separator"):
+        sample_corpus(Grammar([Nonterminal("S", [Rule([Emit("a")])])], "S", vocab=["a"]), 10, seed=0)
+    c = sample_corpus(g, 9, seed=0)
+    assert c.text() == ["<eos>", "a", "<eos>", "a", "<eos>", "a", "<eos>", "a", "<eos>"]
