@@ -23,6 +23,6 @@ def test_task_vector_example_runs():
 def test_experiment_table_lists_every_experiment():
     from iclab.runtime import load_experiments
 
-    names = {n for n in load_experiments() if n.startswith(("spinglass.", "taskvectors."))}
-    listed = set(re.findall(r"\| `((?:spinglass|taskvectors)\.\w+)` \|", README))
+    names = {n for n in load_experiments() if n.startswith(("spinglass.", "taskvectors.", "grammar."))}
+    listed = set(re.findall(r"\| `((?:spinglass|taskvectors|grammar)\.\w+)` \|", README))
     assert names == listed

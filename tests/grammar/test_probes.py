@@ -79,7 +79,8 @@ def test_deterministic_and_rows():
     assert a.majority == b.majority and a.n_train == 600
     rows = a.rows()
     assert [r["layer"] for r in rows] == [0, 1]
-    assert set(rows[0]) == {"target", "layer", "accuracy", "control", "selectivity", "majority"}
+    assert set(rows[0]) == {"target", "layer", "accuracy", "control", "selectivity", "majority",
+                            "type_only"}
     assert rows[1]["selectivity"] == pytest.approx(rows[1]["accuracy"] - rows[1]["control"])
 
 
@@ -122,3 +123,18 @@ def test_bad_inputs_raise():
     bad[0, 1, 0] = np.nan
     with pytest.raises(IclabError, match="NaN"):
         fit_probes(bad, labels, **kw)
+
+
+def test_type_only_baseline_reads_the_type_not_the_context():
+    """Labels fixed by the type: the type-only guess is perfect; labels set by context: it is not."""
+    rng = np.random.default_rng(0)
+    n, d = 2000, 8
+    types = rng.integers(0, 10, n)
+    groups = np.arange(n) // 10
+    states = rng.normal(size=(n, 1, d))
+    by_type = fit_probes(states, types % 3, types=types, groups=groups, target="t", seed=0)
+    assert by_type.type_only == 1.0
+    context = rng.integers(0, 3, n)
+    states[:, 0, 0] += 4 * context  # the label lives in the state, not in the type
+    by_context = fit_probes(states, context, types=types, groups=groups, target="c", seed=0)
+    assert by_context.type_only < 0.5 < by_context.accuracy[0]

@@ -1,1 +1,26 @@
-"""Emergent ICL from compositional structure (Hahn & Goyal 2023): grammar, corpus, theory, models."""
+"""Emergent ICL from compositional structure (Hahn & Goyal 2023): the grammar, its corpus, the theory.
+
+    world = World(WorldConfig())                         # objects, random maps, held-out pairs, a CAG
+    corpus = sample_corpus(world.grammar, 100_000, seed=0)   # token ids + role / iteration / template / tags
+    task = world.tasks()["prim"][0]
+    p = IdealPredictor(world).predict(prompt_tokens(world, task, [3, 5, 7]))   # exact P_G(next | prefix)
+
+Your own grammar: build `Grammar` from `Nonterminal`/`Rule`/`Emit`/`Sample`/`Let`/`Call`/`Iter`, or
+write it in YAML and `load_grammar(path)`. Models are trained by `iclab.models.train_causal_lm`.
+"""
+
+from .cag import Call, Derivation, Emit, Grammar, Iter, IterRecord, Let, Nonterminal, PolyTail, Rule, Sample, Token
+from .corpus import Corpus, sample_corpus, stream_documents
+from .evaluate import Curve, generated_cot_accuracy, ideal_curve, model_curve, prompt_inputs
+from .probes import ProbeResult, control_labels, fit_probes
+from .prompts import full_prompt, prompt_tokens
+from .spec import load_grammar
+from .theory import IdealPredictor
+from .world import ROLES, Task, World, WorldConfig
+
+__all__ = [
+    "ROLES", "Call", "Corpus", "Curve", "Derivation", "Emit", "Grammar", "IdealPredictor", "Iter", "IterRecord",
+    "Let", "Nonterminal", "PolyTail", "ProbeResult", "Rule", "Sample", "Task", "Token", "World", "WorldConfig",
+    "control_labels", "fit_probes", "full_prompt", "generated_cot_accuracy", "ideal_curve", "load_grammar",
+    "model_curve", "prompt_inputs", "prompt_tokens", "sample_corpus", "stream_documents",
+]

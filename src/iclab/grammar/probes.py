@@ -26,6 +26,19 @@ from iclab.runtime.errors import IclabError
 _SPLIT, _CONTROL, _SUBSAMPLE = 0, 1, 2
 
 
+def _type_only_accuracy(types_tr: np.ndarray, y_tr: np.ndarray, types_te: np.ndarray, y_te: np.ndarray,
+                        fallback) -> float:
+    """What the token type alone predicts (its most frequent training label). With few types a
+    linear probe memorises any type -> label map, so the control task is solved; a probe that
+    beats *this* reads something the type does not determine, i.e. the context."""
+    best = {}
+    for t in np.unique(types_tr):
+        v, c = np.unique(y_tr[types_tr == t], return_counts=True)
+        best[t] = v[np.argmax(c)]
+    guess = np.asarray([best.get(t, fallback) for t in types_te])
+    return float(np.mean(guess == y_te)) if len(y_te) else 0.0
+
+
 @dataclass
 class ProbeResult:
     """Held-out accuracies of one probing target, one entry per probed layer."""
@@ -35,6 +48,7 @@ class ProbeResult:
     accuracy: np.ndarray  # (L,) held-out accuracy of the probe per layer
     control: np.ndarray  # (L,) held-out accuracy on the control task per layer
     majority: float  # accuracy of predicting the most frequent training label on the test split
+    type_only: float  # accuracy of the best guess from the input type alone (its most frequent training label)
     n_train: int
     n_test: int
     n_classes: int  # distinct labels among the training rows
@@ -55,6 +69,7 @@ class ProbeResult:
                 "control": float(self.control[i]),
                 "selectivity": float(sel[i]),
                 "majority": float(self.majority),
+                "type_only": float(self.type_only),
             }
             for i, layer in enumerate(self.layers)
         ]
@@ -180,6 +195,8 @@ def fit_probes(
     values, counts = np.unique(y_tr, return_counts=True)
     majority = float(np.mean(y_te == values[np.argmax(counts)]))  # ties: smallest label
 
+    type_only = _type_only_accuracy(types[tr], y_tr, types[te], y_te, values[np.argmax(counts)])
+
     acc = np.zeros(len(layers))
     con = np.zeros(len(layers))
     for i, layer in enumerate(layers):
@@ -197,6 +214,7 @@ def fit_probes(
         accuracy=acc,
         control=con,
         majority=majority,
+        type_only=type_only,
         n_train=len(tr),
         n_test=len(te),
         n_classes=len(values),
