@@ -6,7 +6,7 @@ matmuls; (b) a plain loop: model(input_ids=x, labels=x).loss.backward() with def
 compile; (c) ours: train_causal_lm (torch.compile + fused AdamW + clipping + schedule). Same
 model (llama arch, vocab 64), same batches (32×128), same number of timed steps; the first
 warm-up steps of each loop, compilation included, are excluded from the timing and the compile
-warm-up is reported on its own. Inductor compiles into a fresh cache directory (a cold compile)
+warm-up is reported on its own. Tokens/s come from the median step time of each loop. Inductor compiles into a fresh cache directory (a cold compile)
 unless TORCHINDUCTOR_CACHE_DIR is set.
 
     .venv/bin/python bench/bench_lm_train.py                          # d32-L1 d64-L2 d96-L3 d128-L4
@@ -33,7 +33,15 @@ import time
 import numpy as np
 import torch
 
-from iclab.models import ModelSize, TokenWindows, TrainConfig, build_causal_lm, count_params, train_causal_lm, train_flops_per_token
+from iclab.models import (
+    ModelSize,
+    TokenWindows,
+    TrainConfig,
+    build_causal_lm,
+    count_params,
+    train_causal_lm,
+    train_flops_per_token,
+)
 
 VOCAB, BATCH, SEQ = 64, 32, 128
 QUICK_SIZES = "d32-L1,d64-L2,d96-L3,d128-L4"
@@ -109,8 +117,9 @@ def main() -> None:
         flops = train_flops_per_token(model, SEQ)
         plain = plain_loop(size, tokens, warm, steps)
         ours = our_loop(size, tokens, warm, steps)
-        rate_plain = BATCH * SEQ * steps / sum(plain[warm:])
-        rate_ours = BATCH * SEQ * steps / sum(ours[warm:])
+        # median step time: robust to a stray process stealing a core for a moment
+        rate_plain = BATCH * SEQ / statistics.median(plain[warm:])
+        rate_ours = BATCH * SEQ / statistics.median(ours[warm:])
         compile_s = ours[0] - statistics.median(ours[warm:])  # the first step, less an ordinary step
         gf_plain, gf_ours = flops * rate_plain / 1e9, flops * rate_ours / 1e9
         print(f"| {size.name} | {count_params(model):,} | {rate_plain:,.0f} | {rate_ours:,.0f} | "

@@ -81,7 +81,7 @@ def show(name: Annotated[str, typer.Argument(help="Experiment name, e.g. spingla
         console.print(exp.description)
     table = Table("field", "default", *exp.presets, "meaning")
     for field, info in exp.config_cls.model_fields.items():
-        table.add_row(field, repr(info.default), *(repr(p.get(field, "")) if field in p else "" for p in exp.presets.values()),
+        table.add_row(field, repr(info.get_default(call_default_factory=True)), *(repr(p.get(field, "")) if field in p else "" for p in exp.presets.values()),
                       info.description or "")
     console.print(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 
@@ -15,6 +16,7 @@ from iclab.models import (
     TokenWindows,
     TrainConfig,
     TrainHistory,
+    _training,
     build_causal_lm,
     count_params,
     load_weights,
@@ -22,7 +24,6 @@ from iclab.models import (
     train_causal_lm,
     train_flops_per_token,
 )
-from iclab.models import _training
 from iclab.runtime.errors import IclabError
 
 V = 64  # vocabulary of the synthetic corpora
@@ -39,7 +40,7 @@ def periodic_corpus(n: int = 8000, period: int = 16, seed: int = 0) -> np.ndarra
 
 
 def fast_cfg(**kw) -> TrainConfig:
-    base = dict(batch_size=8, seq_len=32, warmup_steps=5, lr=3e-3, compile=False, log_every=5)
+    base = {"batch_size": 8, "seq_len": 32, "warmup_steps": 5, "lr": 3e-3, "compile": False, "log_every": 5}
     return TrainConfig(**{**base, **kw})
 
 
@@ -108,8 +109,8 @@ def test_lr_schedule_shape():
     lrs = [lr_at(s, cfg, 100) for s in range(101)]
     assert lrs[0] == 0 and lrs[10] == pytest.approx(1e-3) and lrs[100] == pytest.approx(1e-4)
     assert max(lrs) == pytest.approx(1e-3)
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # warm-up rises
-    assert all(a > b for a, b in zip(lrs[10:100], lrs[11:101]))  # then decays monotonically
+    assert all(a < b for a, b in itertools.pairwise(lrs[:11]))  # warm-up rises
+    assert all(a > b for a, b in itertools.pairwise(lrs[10:]))  # then decays monotonically
     assert lr_at(0, cfg.model_copy(update={"warmup_steps": 0}), 100) == pytest.approx(1e-3)
 
 
@@ -145,10 +146,11 @@ def test_corpus_errors():
 
 
 def test_bad_config_values_are_rejected():
-    for bad in [dict(lr=0), dict(batch_size=0), dict(seq_len=-1), dict(beta2=1.0), dict(steps=0), dict(epochs=0),
-                dict(grad_clip=-1), dict(min_lr_ratio=1.5), dict(warmup_steps=-1), dict(learning_rate=1e-3)]:
+    bad_values = [("lr", 0), ("batch_size", 0), ("seq_len", -1), ("beta2", 1.0), ("steps", 0), ("epochs", 0),
+                  ("grad_clip", -1), ("min_lr_ratio", 1.5), ("warmup_steps", -1), ("learning_rate", 1e-3)]
+    for name, value in bad_values:
         with pytest.raises(ValidationError):
-            TrainConfig(**bad)
+            TrainConfig(**{name: value})
 
 
 # ---------------------------------------------------------------------------------- training

@@ -68,7 +68,7 @@ def build_causal_lm(
     if vocab_size <= 0:
         raise IclabError(f"vocab_size must be positive, got {vocab_size}")
     d, h = size.d_model, size.heads
-    special = dict(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+    special = {"pad_token_id": pad_token_id, "bos_token_id": bos_token_id, "eos_token_id": eos_token_id}
     if size.arch == "llama":
         config = AutoConfig.for_model(
             "llama", vocab_size=vocab_size, hidden_size=d, intermediate_size=4 * d, num_hidden_layers=size.n_layers,
