@@ -104,7 +104,7 @@ class IdealPredictor:
     # -- the predictor ------------------------------------------------------------------------
     def _doc_start(self) -> np.ndarray:
         """The first token of a document: a block's first token, by block type."""
-        cfg, w = self.world.cfg, self.world
+        cfg = self.world.cfg
         p = np.zeros(self.V)
         weights = {"iter": cfg.p_iter, "facts": cfg.p_facts, "free": cfg.p_free}
         total = sum(weights.values())

@@ -24,6 +24,7 @@ QUICK_DATA = [250_000, 800_000, 2_500_000]  # pretraining tokens (one pass each)
 PAPER_SIZES = [(64, 1), (128, 2), (256, 4), (384, 6), (512, 8)]  # 0.05M .. 25M parameters
 PAPER_DATA = [1_000_000, 10_000_000, 100_000_000]
 PAPER_WORLD = dict(n_objects=64, n_functions=16, n_binary=2, n_words=64)
+PAPER_TRAINING = dict(world=PAPER_WORLD, seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000)  # GPU scale
 
 
 class GrammarConfig(ExperimentConfig):
@@ -37,6 +38,14 @@ class GrammarConfig(ExperimentConfig):
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps, then cosine decay to lr/10.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay (matrices only).")
     compile: bool = Field(True, description="torch.compile the training step (falls back to eager).")
+
+
+class TrainedModelsConfig(GrammarConfig):
+    """An experiment on trained models: their pretraining data and the ICL prompts it scores."""
+
+    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
+    ns: list[int] = Field([0, 1, 2, 4, 8, 16], min_length=1, description="Numbers of demonstrations.")
+    n_prompts: int = Field(32, gt=0, description="Prompts per task and number of demonstrations.")
 
 
 class PretrainConfig(GrammarConfig):

@@ -12,27 +12,32 @@ from iclab.runtime import RunContext, experiment
 from iclab.runtime.plots import subplots
 
 from ..evaluate import model_curve, prompt_inputs
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, load_point, \
-    metrics_of, pretrain_config, train_point
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_SIZES,
+    TrainedModelsConfig,
+    load_point,
+    metrics_of,
+    pretrain_config,
+    train_point,
+)
 
 DESCRIBE = {"shared": "full CAG (copies share τ)", "unshared": "each copy draws its own τ",
             "none": "no ITER blocks"}
 
 
-class AblationConfig(GrammarConfig):
+class AblationConfig(TrainedModelsConfig):
     size: tuple[int, int] = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of every model.")
-    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
     variants: list[Literal["unshared", "none"]] = Field(["unshared"], min_length=1,
                                                         description="Ablated worlds, each against the full one.")
-    ns: list[int] = Field([0, 1, 2, 4, 8, 16], min_length=1, description="Numbers of demonstrations.")
-    n_prompts: int = Field(32, gt=0, description="Prompts per primitive task and n.")
 
 
 @experiment(
     "grammar.ablation",
     AblationConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
-                                        seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000,
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
                                         variants=["unshared", "none"], n_prompts=200)},
     title="Ablation: pretraining without shared iterated structure",
     paper="Hahn & Goyal 2023 (compositional structure is what makes ICL emerge); GINC's random-data ablation",

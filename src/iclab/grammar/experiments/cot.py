@@ -10,24 +10,29 @@ from iclab.runtime import RunContext, experiment
 from iclab.runtime.plots import subplots
 
 from ..evaluate import generated_cot_accuracy, model_curve, prompt_inputs
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, load_point, \
-    pretrain_config, train_point
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_SIZES,
+    TrainedModelsConfig,
+    load_point,
+    pretrain_config,
+    train_point,
+)
 
 MODES = {"direct": "direct x → y", "generated": "steps, model-generated z", "oracle": "steps, oracle z given"}
 
 
-class CotConfig(GrammarConfig):
+class CotConfig(TrainedModelsConfig):
     size: tuple[int, int] = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of the model.")
-    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Its pretraining tokens.")
-    ns: list[int] = Field([0, 1, 2, 4, 8, 16], min_length=1, description="Numbers of demonstrations.")
-    n_prompts: int = Field(32, gt=0, description="Prompts per task and n.")
 
 
 @experiment(
     "grammar.cot",
     CotConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
-                                        seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000, n_prompts=200)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
+                                        n_prompts=200)},
     title="Chain of thought: direct vs intermediate steps on seen and held-out compositions",
     paper="Hahn & Goyal 2023, Theorem 2 and the intermediate-steps experiment",
 )
@@ -78,7 +83,8 @@ def run(cfg: CotConfig, ctx: RunContext) -> None:
     n_hi = max(cfg.ns)
     ctx.claim(f"held-out compositions, n = {n_hi}: generated steps vs direct", paper="intermediate steps help",
               ours=[round(acc("heldout", "generated", n_hi), 3), round(acc("heldout", "direct", n_hi), 3)],
-              target="generated > direct + 0.2", passed=acc("heldout", "generated", n_hi) > acc("heldout", "direct", n_hi) + 0.2)
+              target="generated > direct + 0.2",
+              passed=acc("heldout", "generated", n_hi) > acc("heldout", "direct", n_hi) + 0.2)
     ctx.claim(f"held-out compositions, n = {n_hi}: oracle step vs generated", paper="(not in paper) the oracle step "
               "isolates the second application", ours=[round(acc("heldout", "oracle", n_hi), 3),
                                                         round(acc("heldout", "generated", n_hi), 3)])

@@ -14,8 +14,16 @@ from iclab.runtime.errors import IclabError
 from iclab.runtime.plots import heatmap, subplots
 from iclab.runtime.sweep import RunSpec, make_executor, run_spec
 
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, metrics_of, \
-    pretrain_config
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_DATA,
+    QUICK_SIZES,
+    GrammarConfig,
+    metrics_of,
+    pretrain_config,
+)
 
 
 class EmergenceConfig(GrammarConfig):
@@ -29,8 +37,7 @@ class EmergenceConfig(GrammarConfig):
 @experiment(
     "grammar.emergence",
     EmergenceConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, sizes=PAPER_SIZES, data=PAPER_DATA, seq_len=256,
-                                        batch_size=64, lr=6e-4, warmup_steps=1000, workers=1)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=PAPER_SIZES, data=PAPER_DATA, workers=1)},
     title="Emergence of ICL with model size and data",
     paper="Hahn & Goyal 2023: ICL emerges when scaling parameters and data",
 )

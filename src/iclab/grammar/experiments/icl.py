@@ -11,20 +11,25 @@ from iclab.runtime.plots import subplots
 
 from ..evaluate import generated_cot_accuracy, ideal_curve, model_curve, prompt_inputs
 from ..theory import IdealPredictor
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, load_point, \
-    pretrain_config, train_point
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_SIZES,
+    TrainedModelsConfig,
+    load_point,
+    pretrain_config,
+    train_point,
+)
 
 TYPES = ["prim", "comp", "heldout", "heldout_cot"]
 LABELS = {"prim": "primitive f", "comp": "seen composition f∘g", "heldout": "held-out f∘g, direct",
           "heldout_cot": "held-out f∘g, with steps (generated)"}
 
 
-class IclConfig(GrammarConfig):
+class IclConfig(TrainedModelsConfig):
     sizes: list[tuple[int, int]] = Field([QUICK_SIZES[0], QUICK_SIZES[-1]], min_length=1,
                                          description="(d_model, n_layers) of the models compared.")
-    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
-    ns: list[int] = Field([0, 1, 2, 4, 8, 16], min_length=1, description="Numbers of demonstrations.")
-    n_prompts: int = Field(32, gt=0, description="Prompts per task and n.")
     ideal_prompts: int = Field(16, gt=0, description="Prompts per task for the idealised predictor.")
 
 
@@ -62,9 +67,8 @@ def curves_for(model, world, tasks, cfg: IclConfig, predictor: IdealPredictor | 
 @experiment(
     "grammar.icl",
     IclConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, sizes=[PAPER_SIZES[0], PAPER_SIZES[-1]],
-                                        data_tokens=PAPER_DATA[-1], seq_len=256, batch_size=64, lr=6e-4,
-                                        warmup_steps=1000, n_prompts=200, ideal_prompts=50)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=[PAPER_SIZES[0], PAPER_SIZES[-1]],
+                                        data_tokens=PAPER_DATA[-1], n_prompts=200, ideal_prompts=50)},
     title="ICL accuracy vs demonstrations, per task type, vs the idealised predictor",
     paper="Hahn & Goyal 2023, Theorem 1 and the ICL-vs-demonstrations figures",
 )

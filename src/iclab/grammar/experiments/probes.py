@@ -14,9 +14,19 @@ from ..corpus import sample_corpus
 from ..evaluate import prompt_inputs
 from ..probes import fit_probes
 from ..prompts import prompt_tokens
-from ..world import ROLES, SEP_IO, World
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, load_point, \
-    metrics_of, pretrain_config, train_point
+from ..world import ROLES, World
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_DATA,
+    QUICK_SIZES,
+    GrammarConfig,
+    load_point,
+    metrics_of,
+    pretrain_config,
+    train_point,
+)
 
 TARGETS = {"role": "token role (x, y, z, separators, facts, words)",
            "template": "template τ at '->' (copy ≥ 3 of an ITER)",
@@ -84,9 +94,8 @@ def probe_model(model, data: dict, cfg: ProbesConfig, name: str) -> list[dict]:
 @experiment(
     "grammar.probes",
     ProbesConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, sizes=PAPER_SIZES, data_tokens=PAPER_DATA[-1],
-                                        seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000, probe_tokens=40_000,
-                                        mid_prompts=40, max_train=10_000)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=PAPER_SIZES, data_tokens=PAPER_DATA[-1],
+                                        probe_tokens=40_000, mid_prompts=40, max_train=10_000)},
     title="Probing the compositional structure of the input",
     paper="Hahn & Goyal 2023: probing shows ICL is supported by a representation of the input's structure",
 )

@@ -16,8 +16,17 @@ from iclab.runtime.plots import subplots
 
 from ..prompts import draw_inputs, prompt_tokens
 from ..world import Task, World
-from ._common import PAPER_DATA, PAPER_SIZES, PAPER_WORLD, QUICK_DATA, QUICK_SIZES, GrammarConfig, load_point, \
-    pretrain_config, train_point
+from ._common import (
+    PAPER_DATA,
+    PAPER_SIZES,
+    PAPER_TRAINING,
+    QUICK_DATA,
+    QUICK_SIZES,
+    GrammarConfig,
+    load_point,
+    pretrain_config,
+    train_point,
+)
 
 
 class TaskVectorConfig(GrammarConfig):
@@ -71,8 +80,8 @@ def task_vector_scores(model, world: World, task: Task, k: int, n_prompts: int, 
 @experiment(
     "grammar.taskvectors",
     TaskVectorConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, sizes=PAPER_SIZES, data_tokens=PAPER_DATA[-1],
-                                        seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000, n_prompts=100)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=PAPER_SIZES, data_tokens=PAPER_DATA[-1],
+                                        n_prompts=100)},
     title="Task vectors in models trained on the compositional world",
     paper="Hendel, Geva, Globerson 2023 applied to Hahn & Goyal's setting",
 )

@@ -15,7 +15,7 @@ from iclab.runtime.store import compute_threads
 from ..corpus import cached_token_ids, sample_corpus
 from ..evaluate import model_curve, prompt_inputs
 from ..world import EOS, PAD, ROLES, World
-from ._common import PAPER_WORLD, PretrainConfig
+from ._common import PAPER_TRAINING, PretrainConfig
 
 VAL_TOKENS = 20_000
 
@@ -34,15 +34,20 @@ def validation_loss(model, ids: np.ndarray, seq_len: int) -> float:
 @experiment(
     "grammar.train",
     PretrainConfig,
-    presets={"quick": {}, "paper": dict(world=PAPER_WORLD, d_model=512, n_layers=8, data_tokens=100_000_000,
-                                        seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000)},
+    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, d_model=512, n_layers=8, data_tokens=100_000_000)},
     title="Pretraining one model on the compositional world",
     paper="Hahn & Goyal 2023, §5 setup (our instantiation, docs/grammar.md)",
 )
 def run(cfg: PretrainConfig, ctx: RunContext) -> None:
     """Sample the corpus (a seeded stream), train a decoder from its HF config with our loop,
     and check primitive-task ICL right away (the emergence grid reads these numbers)."""
-    from iclab.models import ModelSize, TrainConfig, build_causal_lm, count_params, train_causal_lm
+    from iclab.models import (
+        ModelSize,
+        TrainConfig,
+        build_causal_lm,
+        count_params,
+        train_causal_lm,
+    )
 
     world = World(cfg.world)
     corpus_dir = ctx.runs_dir / ".corpus" if ctx.runs_dir else None
