@@ -217,6 +217,20 @@ class _Step:
         return loss
 
 
+@contextlib.contextmanager
+def _deterministic_cpu_kernels() -> Iterator[None]:
+    """Deterministic algorithms while training on CPU. Without them torch.compile's multi-threaded
+    CPU kernels reduce in a thread-timing-dependent order: two 2-thread runs of the same seed
+    differed by 1e-7 after 70 steps, and by 0.06 nats of validation loss after 1220 (d128-L4).
+    Measured cost: none (21.0-21.5k tokens/s either way, d128-L4, batch 16×128)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW decaying matrices and embeddings (≥ 2-D) but not norms or biases; fused where supported."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -386,48 +400,49 @@ def train_causal_lm(
     n_pending, interval_s, interval_tokens = pending["count"], 0.0, 0
     step_tokens = cfg.batch_size * cfg.seq_len
     model.train()
-    try:
-        for step in range(start, total):
-            t0 = time.perf_counter()
-            lr = lr_at(step, cfg, total)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            batch = data.batch(step).to(device, non_blocking=True)  # (B, T+1)
-            loss = step_fn(batch[:, :-1], batch[:, 1:])  # forward + backward
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            n_pending += 1
-            done = step + 1
-            at_log = done % cfg.log_every == 0 or done == total
-            mean_loss = (loss_sum / n_pending).item() if at_log else None  # .item() waits for the device
-            dt = time.perf_counter() - t0
-            interval_s += dt
-            interval_tokens += step_tokens
-            history.seconds += dt
-            history.tokens += step_tokens
-            history.steps = done
+    with _deterministic_cpu_kernels() if device.type == "cpu" else contextlib.nullcontext():
+        try:
+            for step in range(start, total):
+                t0 = time.perf_counter()
+                lr = lr_at(step, cfg, total)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                batch = data.batch(step).to(device, non_blocking=True)  # (B, T+1)
+                loss = step_fn(batch[:, :-1], batch[:, 1:])  # forward + backward
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                n_pending += 1
+                done = step + 1
+                at_log = done % cfg.log_every == 0 or done == total
+                mean_loss = (loss_sum / n_pending).item() if at_log else None  # .item() waits for the device
+                dt = time.perf_counter() - t0
+                interval_s += dt
+                interval_tokens += step_tokens
+                history.seconds += dt
+                history.tokens += step_tokens
+                history.steps = done
 
-            if at_log:
-                if not math.isfinite(mean_loss):
-                    raise IclabError(f"training diverged: loss {mean_loss} at step {done}; lower lr or raise warmup_steps")
-                rate = interval_tokens / interval_s
-                history.step.append(done)
-                history.loss.append(mean_loss)
-                history.lr.append(lr)
-                history.tokens_per_s.append(rate)
-                loss_sum.zero_()
-                n_pending, seconds, interval_s, interval_tokens = 0, interval_s, 0.0, 0
-                if log is not None:
-                    log({"step": done, "total_steps": total, "loss": mean_loss, "lr": lr, "tokens_per_s": rate,
-                         "seconds": seconds, "elapsed_s": history.seconds})
+                if at_log:
+                    if not math.isfinite(mean_loss):
+                        raise IclabError(f"training diverged: loss {mean_loss} at step {done}; lower lr or raise warmup_steps")
+                    rate = interval_tokens / interval_s
+                    history.step.append(done)
+                    history.loss.append(mean_loss)
+                    history.lr.append(lr)
+                    history.tokens_per_s.append(rate)
+                    loss_sum.zero_()
+                    n_pending, seconds, interval_s, interval_tokens = 0, interval_s, 0.0, 0
+                    if log is not None:
+                        log({"step": done, "total_steps": total, "loss": mean_loss, "lr": lr, "tokens_per_s": rate,
+                             "seconds": seconds, "elapsed_s": history.seconds})
 
-            if ckpt_dir is not None and (done % cfg.ckpt_every == 0 or done == total):
-                meta = {"step": done, "run": identity, "history": dataclasses.asdict(history),
-                        "pending": {"loss_sum": loss_sum.item(), "count": n_pending}}
-                _save_checkpoint(ckpt_dir, model, opt, meta)
-    finally:
-        model.eval()
+                if ckpt_dir is not None and (done % cfg.ckpt_every == 0 or done == total):
+                    meta = {"step": done, "run": identity, "history": dataclasses.asdict(history),
+                            "pending": {"loss_sum": loss_sum.item(), "count": n_pending}}
+                    _save_checkpoint(ckpt_dir, model, opt, meta)
+        finally:
+            model.eval()
     return history
