@@ -145,13 +145,12 @@ class World:
         objects = list(range(N))
         tables = dict(maps=self.maps, bins=self.bins, objects=objects, functions=list(range(K)),
                       binops=list(range(NB)), seen=self.seen_pairs, cotpairs=self.cot_pairs)
-        item_tags = {"task": lambda e: e.task, "mid": lambda e: e.mid, "xval": lambda e: e.x}
+        tags = {"task": lambda e: e.task, "mid": lambda e: e.mid, "xval": lambda e: e.x}  # latent, per token
 
         def template(kind: str, weight: float, items: list, task) -> Rule:
             label = task if callable(task) else (lambda e, t=task: t)
             return Rule(items + [Let("kind", lambda e, k=kind: k), Let("task", label)], weight, name=kind)
 
-        none = [Let("f", -1), Let("g", -1), Let("j", -1), Let("c", -1)]
         templates = [
             template("prim", c.w_prim, [Sample("f", "functions", free=free), Let("g", -1), Let("j", -1),
                                         Let("c", -1)], lambda e: f"prim:F{e.f}"),
@@ -164,15 +163,14 @@ class World:
             template("bin", c.w_bin if NB else 0.0,
                      [Let("f", -1), Let("g", -1), Sample("j", "binops", free=free), Sample("c", "objects", free=free)],
                      lambda e: f"bin:G{e.j}.o{e.c}"),
-            template("rand", c.w_rand, list(none), "rand"),
+            template("rand", c.w_rand, [Let("f", -1), Let("g", -1), Let("j", -1), Let("c", -1)], "rand"),
         ]
         templates = [r for r in templates if r.weight > 0]
         out_args = {k: k for k in ("kind", "f", "g", "j", "c", "x", "task")}
-        y_tags = {"task": lambda e: e.task, "mid": lambda e: e.mid, "xval": lambda e: e.x}
 
         def y_emit(value) -> list:
             return [Let("y", value), Let("mid", lambda e: e.maps[e.g][e.x] if e.kind == "comp" else -1),
-                    Emit(lambda e: f"o{e.y}", "y", y_tags)]
+                    Emit(lambda e: f"o{e.y}", "y", tags)]
 
         nts = [
             Nonterminal("DOC", [Rule([Call("BLOCK"), Emit(END, "end")], 1 - c.p_more_blocks, name="last"),
@@ -188,8 +186,8 @@ class World:
                 Call("TEMPLATE", out=("kind", "f", "g", "j", "c", "task")),
                 Sample("x", "objects", free=True),
                 Let("mid", lambda e: e.maps[e.g][e.x] if e.kind == "comp" else -1),
-                Emit(lambda e: f"o{e.x}", "x", item_tags),
-                Emit(SEP_IO, "sep_io", item_tags),
+                Emit(lambda e: f"o{e.x}", "x", tags),
+                Emit(SEP_IO, "sep_io", tags),
                 Call("OUT", args=out_args),
             ], name="item")]),
             Nonterminal("TEMPLATE", templates, returns=("kind", "f", "g", "j", "c", "task"), free=free),
@@ -197,8 +195,8 @@ class World:
                 Rule(y_emit(lambda e: e.maps[e.f][e.x]), when=lambda e: e.kind == "prim", name="prim"),
                 Rule(y_emit(lambda e: e.maps[e.f][e.maps[e.g][e.x]]), when=lambda e: e.kind == "comp", name="comp"),
                 Rule([Let("mid", -1), Let("z", lambda e: e.maps[e.g][e.x]),
-                      Emit(lambda e: f"o{e.z}", "z", y_tags), Emit(SEP_STEP, "sep_step", y_tags),
-                      Let("y", lambda e: e.maps[e.f][e.z]), Emit(lambda e: f"o{e.y}", "y", y_tags)],
+                      Emit(lambda e: f"o{e.z}", "z", tags), Emit(SEP_STEP, "sep_step", tags),
+                      Let("y", lambda e: e.maps[e.f][e.z]), Emit(lambda e: f"o{e.y}", "y", tags)],
                      when=lambda e: e.kind == "cot", name="cot"),
                 Rule(y_emit(lambda e: e.bins[e.j][e.x][e.c]), when=lambda e: e.kind == "bin", name="bin"),
                 Rule([Sample("yr", "objects", free=True)] + y_emit(lambda e: e.yr), when=lambda e: e.kind == "rand",
