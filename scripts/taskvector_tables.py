@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from iclab.runtime import finished_runs
+
 
 def finished(runs: Path, name: str) -> list[tuple[dict, Path]]:
-    out = []
-    for d in sorted((runs / name).glob("*/")):
-        if (d / "DONE").is_file():
-            out.append((json.loads((d / "config.json").read_text()), d))
-    return sorted(out, key=lambda cd: (cd[1] / "DONE").stat().st_mtime)
+    """(config meta, run directory) of every finished run of `name`, oldest first."""
+    return [(r["meta"], Path(r["path"])) for r in finished_runs(runs, name)]
 
 
 def main() -> None:
@@ -54,17 +53,19 @@ def main() -> None:
     analyses(args.runs_dir)
 
 
-def latest_paper_run(runs: Path, name: str) -> tuple[dict, Path] | None:
-    """The latest finished run of `name` made with its paper preset."""
+def latest_paper_table(runs: Path, name: str, table: str = "metrics") -> tuple[dict, Path, pd.DataFrame] | None:
+    """The latest finished paper-preset run of `name`, with one of its tables."""
     runs_ = [(m, d) for m, d in finished(runs, name) if m.get("preset") == "paper"]
-    return runs_[-1] if runs_ else None
+    if not runs_:
+        return None
+    meta, d = runs_[-1]
+    return meta, d, pd.read_csv(d / "tables" / f"{table}.csv")
 
 
 def analyses(runs: Path) -> None:
-    found = latest_paper_run(runs, "taskvectors.conflict")
+    found = latest_paper_table(runs, "taskvectors.conflict")
     if found:
-        meta, d = found
-        df = pd.read_csv(d / "tables" / "metrics.csv")
+        meta, d, df = found
         print(f"\n### Conflicting tasks ({meta['config']['model']}, k = {meta['config']['k']}, run `{d.name}`)\n")
         print("| A (demos) -> B (θ) | B's layer | n | ICL: A / B | θ_B patched: A / B | paper (LLaMA 13B): ICL A / B, patched A / B |")
         print("|---|---|---|---|---|---|")
@@ -72,10 +73,9 @@ def analyses(runs: Path) -> None:
             print(f"| {r.A} -> {r.B} | {r.layer} | {r.n} | {r.icl_acc_A:.2f} / {r.icl_acc_B:.2f} | "
                   f"{r.tv_acc_A:.2f} / {r.tv_acc_B:.2f} | {r.paper_icl_acc_A:.2f} / {r.paper_icl_acc_B:.2f}, "
                   f"{r.paper_tv_acc_A:.2f} / {r.paper_tv_acc_B:.2f} |")
-    found = latest_paper_run(runs, "taskvectors.vocab")
+    found = latest_paper_table(runs, "taskvectors.vocab")
     if found:
-        meta, d = found
-        df = pd.read_csv(d / "tables" / "metrics.csv")
+        meta, d, df = found
         print(f"\n### Vocabulary projection ({meta['config']['model']}, run `{d.name}`)\n")
         print("| task | best layer | output-space hits at the best layer: θ / zero-shot / other tasks' θ | hits at best + 2: θ / zero-shot / other tasks' θ | top tokens at the best layer + 2 (the paper's choice) |")
         print("|---|---|---|---|---|")
@@ -84,10 +84,10 @@ def analyses(runs: Path) -> None:
             print(f"| {r.task} | {r.best_layer} | {r.hits_theta:.2f} / {r.hits_zero_shot:.2f} / {r.hits_other_tasks:.2f} | "
                   f"{r.hits_theta_later:.2f}" + (f" / {r.hits_zero_shot_later:.2f} / {r.hits_other_tasks_later:.2f}"
                                                   if hasattr(r, "hits_zero_shot_later") else "") + f" | {toks} |")
-    found = latest_paper_run(runs, "taskvectors.tsne")
+    found = latest_paper_table(runs, "taskvectors.tsne", "summary")
     if found:
-        meta, d = found
-        s = pd.read_csv(d / "tables" / "summary.csv").iloc[0]
+        meta, d, df = found
+        s = df.iloc[0]
         print(f"\n### t-SNE and distances ({meta['config']['model']}, run `{d.name}`)\n")
         print(f"{int(s.n_vectors)} task vectors ({int(s.n_tasks)} tasks) at layer {int(s.layer)}: within-task cosine "
               f"distance below between-task for **{int(s.tasks_within_lt_between)} of {int(s.n_tasks)}** tasks; "

@@ -80,3 +80,20 @@ def test_probes_against_their_baselines_and_task_vectors_run(runs):
     per_layer = pd.read_csv(path / "tables" / "per_layer.csv")
     assert set(per_layer.layer) == {0} and set(per_layer["mode"]) == {"replace", "add"}
     assert np.isfinite(per_layer.tv).all()
+
+
+@pytest.mark.parametrize("name, overrides, field", [
+    ("grammar.icl", {"sizes": [(0, 1)]}, "sizes.0.0"),
+    ("grammar.icl", {"ns": [0, 40]}, "iter_max"),
+    ("grammar.emergence", {"data": [10]}, "data.0"),
+    ("grammar.cot", {"size": (100, 2)}, "multiple of 32"),
+    ("grammar.train", {"d_model": 100}, "multiple of 32"),
+    ("grammar.taskvectors", {"task_types": ["foo"]}, "task_types.0"),
+])
+def test_bad_settings_fail_before_any_training(name, overrides, field):
+    """A size, data size or prompt length the world cannot serve is a one-line config error."""
+    from iclab.runtime import IclabError
+
+    with pytest.raises(IclabError) as err:
+        get_experiment(name).make_config("quick", overrides)
+    assert field in str(err.value) and "\n" not in str(err.value)

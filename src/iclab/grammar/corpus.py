@@ -69,9 +69,17 @@ def sample_corpus(grammar: Grammar, n_tokens: int, seed: int, *, roles: list[str
     token_id = {t: i for i, t in enumerate(grammar.vocab)}
     if EOS not in token_id:
         raise IclabError(f"the grammar's vocabulary needs the document separator {EOS!r}")
-    role_ids = {r: i for i, r in enumerate(roles or [])}
     role_list = list(roles or [])
-    ids, role, iter_index, template, doc = [token_id[EOS]], [-1], [-1], [-1], [-1]
+    role_ids = {r: i for i, r in enumerate(role_list)}
+
+    def role_id(name: str) -> int:
+        if name not in role_ids:
+            role_ids[name] = len(role_list)
+            role_list.append(name)
+        return role_ids[name]
+
+    eos = role_id("eos")
+    ids, role, iter_index, template, doc = [token_id[EOS]], [eos], [-1], [-1], [-1]
     tags: dict[str, list[int]] = {}
     tag_values: dict[str, dict[str, int]] = {}
     n_docs = 0
@@ -84,11 +92,7 @@ def sample_corpus(grammar: Grammar, n_tokens: int, seed: int, *, roles: list[str
             if tid is None:
                 raise IclabError(f"the grammar emitted {tok.text!r}, which is not in its vocabulary; add it")
             ids.append(tid)
-            r = role_ids.get(tok.role)
-            if r is None:
-                r = role_ids[tok.role] = len(role_list)
-                role_list.append(tok.role)
-            role.append(r)
+            role.append(role_id(tok.role))
             iter_index.append(tok.iter_index)
             template.append(tok.template)
             doc.append(d)
@@ -104,9 +108,7 @@ def sample_corpus(grammar: Grammar, n_tokens: int, seed: int, *, roles: list[str
                 if len(col) < len(ids):
                     col.append(-1)
         ids.append(token_id[EOS])
-        role.append(role_ids.setdefault("eos", len(role_list)))
-        if len(role_list) < len(role_ids):
-            role_list.append("eos")
+        role.append(eos)
         iter_index.append(-1)
         template.append(-1)
         doc.append(d)

@@ -134,15 +134,14 @@ class IdealPredictor:
         out = np.zeros((len(tokens), self.V))
         post = self.prior.copy()  # unnormalised posterior over templates
         objs = {int(o): k for k, o in enumerate(self.obj_ids)}
-        state, x, copies = "start", -1, 0
-        for t, text in enumerate(tokens):
+        out[0] = self._doc_start()  # after EOS: a block's first token
+        state, x, z, copies = "x", -1, -1, 0
+        for t, text in enumerate(tokens[1:], start=1):
             tid = self.tok.get(text)
             if tid is None:
                 raise IclabError(f"token {text!r} is not in the world's vocabulary")
             # 1. consume the token: update the posterior and the parse state
-            if state == "start":
-                pass
-            elif state == "x":
+            if state == "x":
                 if tid not in objs:
                     raise IclabError(f"position {t}: expected an object (the next input), got {text!r}")
                 x, state = objs[tid], "io"
@@ -177,20 +176,16 @@ class IdealPredictor:
                 if text not in (SEP_EX, END):
                     raise IclabError(f"position {t}: expected {SEP_EX!r} or {END!r}, got {text!r}")
                 more, stop = self._continue(copies + 1)
+                post = post * (more if text == SEP_EX else stop)  # 0 if the list cannot continue / end here
                 copies += 1
                 state = "x" if text == SEP_EX else "done"
             else:
                 raise IclabError("the idealised predictor covers the first ITER block; the prompt continues past it")
-            if t == 0:
-                state = "x0"
-            if state != "x0" and post.sum() <= 0:
+            if post.sum() <= 0:
                 raise IclabError(f"position {t}: the prompt has probability 0 under the grammar")
             # 2. predict the next token
             p = np.zeros(self.V)
-            if state == "x0":
-                p = self._doc_start()
-                state = "x"
-            elif state == "x":
+            if state == "x":
                 p[self.obj_ids] = 1.0 / len(self.obj_ids)
             elif state == "io":
                 p[self.tok[SEP_IO]] = 1.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from iclab.runtime import ExperimentConfig, RunContext
 from iclab.runtime.errors import IclabError
@@ -25,6 +25,9 @@ PAPER_SIZES = [(64, 1), (128, 2), (256, 4), (384, 6), (512, 8)]  # 0.05M .. 25M 
 PAPER_DATA = [1_000_000, 10_000_000, 100_000_000]
 PAPER_WORLD = dict(n_objects=64, n_functions=16, n_binary=2, n_words=64)
 PAPER_TRAINING = dict(world=PAPER_WORLD, seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000)  # GPU scale
+
+Size = tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]  # (d_model, n_layers)
+DataTokens = Annotated[int, Field(ge=1000)]
 
 
 class GrammarConfig(ExperimentConfig):
@@ -39,13 +42,38 @@ class GrammarConfig(ExperimentConfig):
     weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay (matrices only).")
     compile: bool = Field(True, description="torch.compile the training step (falls back to eager).")
 
+    def model_sizes(self) -> list[tuple[int, int]]:
+        """The (d_model, n_layers) the experiment trains; each is checked when the config is built."""
+        return []
+
+    @model_validator(mode="after")
+    def _buildable_models(self) -> GrammarConfig:
+        from iclab.models import ModelSize
+
+        for d, n in self.model_sizes():
+            try:
+                ModelSize(d_model=d, n_layers=n, arch=self.arch, context=max(256, self.seq_len))
+            except ValidationError as err:
+                reason = err.errors()[0]["msg"].removeprefix("Value error, ").split(";")[0]
+                raise ValueError(f"model size ({d}, {n}): {reason}; heads are d_model // 32, so use a d_model "
+                                 "they divide (e.g. a multiple of 32)") from None
+        return self
+
 
 class TrainedModelsConfig(GrammarConfig):
     """An experiment on trained models: their pretraining data and the ICL prompts it scores."""
 
     data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
-    ns: list[int] = Field([0, 1, 2, 4, 8, 16], min_length=1, description="Numbers of demonstrations.")
+    ns: list[Annotated[int, Field(ge=0)]] = Field([0, 1, 2, 4, 8, 16], min_length=1,
+                                                  description="Numbers of demonstrations.")
     n_prompts: int = Field(32, gt=0, description="Prompts per task and number of demonstrations.")
+
+    @model_validator(mode="after")
+    def _prompts_fit_the_grammar(self) -> TrainedModelsConfig:
+        if max(self.ns) + 1 > self.world.iter_max:  # longer lists have probability 0 in the world
+            raise ValueError(f"ns up to {max(self.ns)} needs world.iter_max >= {max(self.ns) + 1} "
+                             f"(got {self.world.iter_max})")
+        return self
 
 
 class PretrainConfig(GrammarConfig):
@@ -55,6 +83,9 @@ class PretrainConfig(GrammarConfig):
     n_layers: int = Field(4, gt=0, description="Decoder blocks.")
     data_tokens: int = Field(2_500_000, ge=1000, description="Pretraining tokens, each seen once (data = compute).")
     eval_prompts: int = Field(48, gt=0, description="Prompts per primitive task in the run's own ICL check.")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return [(self.d_model, self.n_layers)]
 
 
 def pretrain_config(cfg: GrammarConfig, size: tuple[int, int] | list[int], data_tokens: int,

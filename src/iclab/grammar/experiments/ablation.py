@@ -17,6 +17,7 @@ from ._common import (
     PAPER_SIZES,
     PAPER_TRAINING,
     QUICK_SIZES,
+    Size,
     TrainedModelsConfig,
     load_point,
     metrics_of,
@@ -29,9 +30,12 @@ DESCRIBE = {"shared": "full CAG (copies share τ)", "unshared": "each copy draws
 
 
 class AblationConfig(TrainedModelsConfig):
-    size: tuple[int, int] = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of every model.")
+    size: Size = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of every model.")
     variants: list[Literal["unshared", "none"]] = Field(["unshared"], min_length=1,
                                                         description="Ablated worlds, each against the full one.")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return [self.size]
 
 
 @experiment(

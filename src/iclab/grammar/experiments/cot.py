@@ -15,6 +15,7 @@ from ._common import (
     PAPER_SIZES,
     PAPER_TRAINING,
     QUICK_SIZES,
+    Size,
     TrainedModelsConfig,
     load_point,
     pretrain_config,
@@ -25,7 +26,10 @@ MODES = {"direct": "direct x → y", "generated": "steps, model-generated z", "o
 
 
 class CotConfig(TrainedModelsConfig):
-    size: tuple[int, int] = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of the model.")
+    size: Size = Field(QUICK_SIZES[-1], description="(d_model, n_layers) of the model.")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return [self.size]
 
 
 @experiment(

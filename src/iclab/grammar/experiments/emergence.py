@@ -20,18 +20,23 @@ from ._common import (
     PAPER_TRAINING,
     QUICK_DATA,
     QUICK_SIZES,
+    DataTokens,
     GrammarConfig,
+    Size,
     metrics_of,
     pretrain_config,
 )
 
 
 class EmergenceConfig(GrammarConfig):
-    sizes: list[tuple[int, int]] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) grid axis.")
-    data: list[int] = Field(QUICK_DATA, min_length=1, description="Pretraining-token grid axis.")
+    sizes: list[Size] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) grid axis.")
+    data: list[DataTokens] = Field(QUICK_DATA, min_length=1, description="Pretraining-token grid axis.")
     n_eval: int = Field(8, ge=1, le=16, description="Demonstrations at which the heatmap reads ICL accuracy.")
     backend: str = Field("local", description="Sweep executor for the grid points (local process pool, serial).")
     workers: int | None = Field(None, ge=1, description="Worker processes (default: all cores).")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return list(self.sizes)
 
 
 @experiment(

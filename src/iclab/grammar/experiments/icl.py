@@ -16,6 +16,7 @@ from ._common import (
     PAPER_SIZES,
     PAPER_TRAINING,
     QUICK_SIZES,
+    Size,
     TrainedModelsConfig,
     load_point,
     pretrain_config,
@@ -28,9 +29,12 @@ LABELS = {"prim": "primitive f", "comp": "seen composition f∘g", "heldout": "h
 
 
 class IclConfig(TrainedModelsConfig):
-    sizes: list[tuple[int, int]] = Field([QUICK_SIZES[0], QUICK_SIZES[-1]], min_length=1,
+    sizes: list[Size] = Field([QUICK_SIZES[0], QUICK_SIZES[-1]], min_length=1,
                                          description="(d_model, n_layers) of the models compared.")
     ideal_prompts: int = Field(16, gt=0, description="Prompts per task for the idealised predictor.")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return list(self.sizes)
 
 
 def curves_for(model, world, tasks, cfg: IclConfig, predictor: IdealPredictor | None) -> list[dict]:

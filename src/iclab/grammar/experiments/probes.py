@@ -21,7 +21,9 @@ from ._common import (
     PAPER_TRAINING,
     QUICK_DATA,
     QUICK_SIZES,
+    DataTokens,
     GrammarConfig,
+    Size,
     load_point,
     metrics_of,
     pretrain_config,
@@ -34,12 +36,15 @@ TARGETS = {"role": "token role (x, y, z, separators, facts, words)",
 
 
 class ProbesConfig(GrammarConfig):
-    sizes: list[tuple[int, int]] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) of the models.")
-    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
+    sizes: list[Size] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) of the models.")
+    data_tokens: DataTokens = Field(QUICK_DATA[-1], description="Pretraining tokens of every model.")
     probe_tokens: int = Field(8000, ge=1000, description="Held-out corpus tokens probed (role, template).")
     mid_prompts: int = Field(24, gt=0, description="Direct prompts per seen composition (the g(x) target).")
     mid_demos: int = Field(8, ge=0, le=16, description="Demonstrations in those prompts.")
     max_train: int = Field(3000, gt=0, description="Probe training rows (subsampled).")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return list(self.sizes)
 
 
 @torch.no_grad()

@@ -22,7 +22,9 @@ from ._common import (
     PAPER_TRAINING,
     QUICK_DATA,
     QUICK_SIZES,
+    DataTokens,
     GrammarConfig,
+    Size,
     load_point,
     pretrain_config,
     train_point,
@@ -30,14 +32,18 @@ from ._common import (
 
 
 class TaskVectorConfig(GrammarConfig):
-    sizes: list[tuple[int, int]] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) of the models.")
-    data_tokens: int = Field(QUICK_DATA[-1], ge=1000, description="Pretraining tokens of every model.")
+    sizes: list[Size] = Field(QUICK_SIZES, min_length=1, description="(d_model, n_layers) of the models.")
+    data_tokens: DataTokens = Field(QUICK_DATA[-1], description="Pretraining tokens of every model.")
     k: int = Field(8, ge=1, le=16, description="Demonstrations in S.")
     n_prompts: int = Field(32, gt=0, description="Episodes per task.")
     n_dummy: int = Field(4, ge=1, le=8, description="Dummy queries θ(S) is averaged over.")
     modes: list[Literal["replace", "add"]] = Field(["replace", "add"], min_length=1,
                                                    description="How θ enters the bare query's residual stream.")
-    task_types: list[str] = Field(["prim", "comp"], min_length=1, description="World task types tested.")
+    task_types: list[Literal["prim", "comp", "heldout", "bin"]] = Field(
+        ["prim", "comp"], min_length=1, description="World task types tested.")
+
+    def model_sizes(self) -> list[tuple[int, int]]:
+        return list(self.sizes)
 
 
 def _ids(world: World, tokens: list[list[str]]) -> Batch:
