@@ -1,4 +1,4 @@
-"""The `iclab` command line: list, show, run, sweep, reproduce, report."""
+"""The `iclab` command line: list, show, run, sweep, reproduce, results, report."""
 
 from __future__ import annotations
 
@@ -124,18 +124,28 @@ def sweep_cmd(
     preset: Preset = "quick",
     sets: Sets = None,
     config: ConfigFile = None,
-    backend: Annotated[str, typer.Option(help="Executor backend: local (process pool) or serial.")] = "local",
-    workers: Annotated[Optional[int], typer.Option(help="Parallel workers (default: all cores).")] = None,
+    backend: Annotated[str, typer.Option(help="Executor backend: local (process pool), serial, or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(
+        help="Parallel workers (default: all cores); with --backend ray and no --address, the CPUs of the Ray instance it starts.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster to run on: auto (the cluster of `ray start`), HOST:PORT or ray://HOST:10001.")] = None,
+    max_retries: Annotated[int, typer.Option(help="Ray: re-runs of a point whose worker died, before it counts as failed.")] = 2,
     runs_dir: RunsDir = Path("runs"),
     force: Force = False,
 ) -> None:
-    """Run a grid of configs; finished points are skipped, so an interrupted sweep resumes."""
+    """Run a grid of configs; finished points are skipped, so an interrupted sweep resumes.
+
+    Each run asks the scheduler for its config's `cpus` and `gpus` (e.g. --cpus 2).
+    """
     from .runtime.sweep import make_executor, parse_grid, sweep
 
+    executor = make_executor(backend, workers, address=address, max_retries=max_retries)
     results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets, ctx.args),
-                    executor=make_executor(backend, workers), force=force, on_result=_print_result)
+                    executor=executor, force=force, on_result=_print_result)
     failed = [r for r in results if r.status == "failed"]
-    console.print(f"{len(results)} points: {len(results) - len(failed)} finished, {len(failed)} failed")
+    skipped = sum(r.status == "skipped" for r in results)
+    console.print(f"{len(results)} points: {len(results) - len(failed)} finished ({skipped} already done), "
+                  f"{len(failed)} failed")
     if failed:
         raise typer.Exit(1)
 
@@ -143,19 +153,73 @@ def sweep_cmd(
 @app.command()
 def reproduce(
     quick: Annotated[bool, typer.Option("--quick/--paper", help="Quick preset (minutes on CPU) or paper settings.")] = True,
-    only: Annotated[Optional[str], typer.Option(help="Only experiments whose name starts with this.")] = None,
+    only: Annotated[str | None, typer.Option(help="Only experiments whose name starts with this.")] = None,
     runs_dir: RunsDir = Path("runs"),
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
-    """Reproduce every experiment (quick preset by default) and write one HTML report."""
+    """Reproduce every experiment (quick preset by default), then rebuild the report site over all runs."""
     from .runtime.reproduce import reproduce as do_reproduce
 
     results, report = do_reproduce(runs_dir, preset="quick" if quick else "paper", only=only, force=force,
                                    quiet=quiet, on_result=_print_result)
-    console.print(f"[bold]report:[/bold] {report}")
-    if any(r.status == "failed" for r in results):
+    failed = sum(r.status == "failed" for r in results)
+    console.print(f"{len(results)} experiment{'s' * (len(results) != 1)}: {len(results) - failed} finished, {failed} failed")
+    console.print(f"report: {report or 'none (no run has finished)'}", soft_wrap=True, highlight=False, markup=False)
+    if failed:
         raise typer.Exit(1)
+
+
+@app.command("results")
+def results_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")],
+    table: Annotated[str, typer.Option("--table", "-t", help="Which table of each run to collate.")] = "metrics",
+    runs_dir: RunsDir = Path("runs"),
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the full frame (every column) to this CSV file.")] = None,
+    claims: Annotated[bool, typer.Option("--claims", help="The paper's claims beside ours, per run, instead.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to print (0: all); --csv always writes them all.")] = 100,
+) -> None:
+    """Collate every run of an experiment into one tidy table: the settings that differ, then the numbers."""
+    from rich.text import Text
+
+    from .runtime.results import cell_text, collate, varying
+    from .runtime.results import claims as claims_frame
+    from .runtime.store import write_text_atomic
+
+    if claims:
+        frame = claims_frame(name, runs_dir)
+        shown = list(frame.columns)
+    else:
+        frame, lead, table_cols = collate(name, runs_dir, table)
+        shown = list(dict.fromkeys([*lead[:1], *varying(frame, lead[1:]), *table_cols]))
+    n_runs = frame[shown[0]].nunique() if shown else 0
+    rows = frame if limit <= 0 else frame.head(limit)
+    out = Table(title=f"{name}: {'claims' if claims else table} ({n_runs} run{'s' * (n_runs != 1)}, {len(frame)} rows)")
+    for i, col in enumerate(shown):  # the run key is never cut: it is what --csv rows join on
+        out.add_column(Text(col), no_wrap=i == 0, min_width=12 if i == 0 else None)
+    for values in rows[shown].itertuples(index=False):
+        out.add_row(*(Text(cell_text(v)) for v in values))
+    console.print(out)
+    if len(rows) < len(frame):
+        console.print(f"showing {len(rows)} of {len(frame)} rows: --limit 0 prints all, --csv PATH writes them all")
+    if csv:
+        try:
+            write_text_atomic(csv, frame.to_csv(index=False))
+        except OSError as err:
+            raise IclabError(f"cannot write {csv} ({err.strerror or err}); pass another path to --csv") from None
+        console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {csv}", soft_wrap=True,
+                      highlight=False, markup=False)
+
+
+@app.command()
+def report(
+    runs_dir: RunsDir = Path("runs"),
+    out: Annotated[Path | None, typer.Option("--out", help="Site directory (default: RUNS_DIR/site).")] = None,
+) -> None:
+    """Build the static HTML site over every finished run: research lines, experiments, runs."""
+    from .runtime.site import build_site
+
+    console.print(f"report: {build_site(runs_dir, out)}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
@@ -191,7 +255,11 @@ def models() -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns the exit code of typer.Exit, and 130 on Ctrl-C
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except IclabError as err:
         err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)

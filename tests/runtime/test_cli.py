@@ -102,3 +102,11 @@ def test_tasks_and_models_listings(tmp_path):
     assert tasks.returncode == 0 and "algorithmic_list_last" in tasks.stdout and "substitute" in tasks.stdout
     models = iclab("models", tmp_path=tmp_path)
     assert models.returncode == 0 and "smollm2-135m" in models.stdout and "gemma3-270m" in models.stdout
+
+
+def test_failed_run_and_failed_sweep_exit_nonzero(tmp_path):
+    """typer returns (not raises) a command's exit code in non-standalone mode: it must still reach the shell."""
+    run = iclab("run", "test.toy", "--set", "fail=true", "-q", tmp_path=tmp_path)
+    assert run.returncode == 1 and "RuntimeError: boom" in run.stderr
+    sw = iclab("sweep", "test.toy", "--grid", "fail=false,true", "--backend", "serial", tmp_path=tmp_path)
+    assert sw.returncode == 1 and "2 points: 1 finished (0 already done), 1 failed" in sw.stdout

@@ -146,12 +146,14 @@ def test_interrupted_sweep_resumes(tmp_path):
     assert all(not is_complete(p) for p in leftovers)
 
 
-def test_reproduce_writes_one_report(tmp_path):
+def test_reproduce_ends_with_the_report_site(tmp_path):
     from iclab.runtime import reproduce
 
     results, report = reproduce(tmp_path, preset="quick", only="test.", quiet=True)
     assert [r.status for r in results] == ["done"]
+    assert report == tmp_path / "site" / "index.html"
     html = report.read_text()
-    assert report == tmp_path / "report" / "quick.html"
-    assert 'href="#test.toy"' in html and "data:image/png;base64," in html and "targets met" in html
-    assert oct(report.stat().st_mode & 0o777) != "0o600"
+    assert 'href="spinglass/index.html"' in html and 'href="other/index.html"' in html and "targets met" in html
+    (run_page,) = (tmp_path / "site" / "other" / "test.toy").glob("*/index.html")
+    assert 'src="figures/draws.png"' in run_page.read_text() and (run_page.parent / "figures" / "draws.png").is_file()
+    assert oct(report.stat().st_mode & 0o777) != "0o600" and oct(report.parent.stat().st_mode & 0o777) != "0o700"

@@ -1,4 +1,4 @@
-"""The shared runtime: configs, the experiment registry, the run store, sweeps and reports."""
+"""The shared runtime: configs, the experiment registry, the run store, sweeps, results and reports."""
 
 from .config import ExperimentConfig as ExperimentConfig
 from .errors import IclabError as IclabError
@@ -9,6 +9,9 @@ from .experiment import experiment as experiment
 from .experiment import get_experiment as get_experiment
 from .experiment import load_experiments as load_experiments
 from .reproduce import reproduce as reproduce
+from .results import claims as claims
+from .results import results as results
+from .site import build_site as build_site
 from .store import RunResult as RunResult
 from .store import execute as execute
 from .store import finished_runs as finished_runs

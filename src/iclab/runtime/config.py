@@ -17,16 +17,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import IclabError
 
 
+RESOURCE_FIELDS = {"cpus", "gpus"}  # scheduling requests, not settings: excluded from the config hash
+
+
 class ExperimentConfig(BaseModel):
     """Base class of every experiment config: unknown fields are errors, values are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seed: int = Field(0, ge=0, description="Master random seed; every random draw derives from it.")
+    cpus: float = Field(1.0, gt=0, description="CPUs one run needs: the Ray backend schedules by it and gives "
+                        "the run that many threads. Not part of the run's identity.")
+    gpus: float = Field(0.0, ge=0, description="GPUs one run needs (Ray backend). Not part of the run's identity.")
 
     def hash(self) -> str:
-        """A short content hash of the resolved config: the run's identity on disk."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short content hash of the resolved config: the run's identity on disk.
+
+        Resource requests are left out: where a run was scheduled does not change its result,
+        so a sweep started locally can finish on a cluster and reuse every finished point."""
+        blob = json.dumps(self.model_dump(mode="json", exclude=RESOURCE_FIELDS), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -41,6 +41,34 @@ EXPERIMENT_MODULES = [
 ]
 
 
+@dataclass(frozen=True)
+class ResearchLine:
+    """A research line: the experiments whose names start with `<name>.` (the report groups by it)."""
+
+    name: str
+    title: str
+    package: str
+    paper: str
+
+
+# The research lines, keyed by experiment-name prefix: the one place their names and papers live.
+RESEARCH_LINES = {
+    "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
+                              "Li, Bai, Huang 2024, Spin glass model of in-context learning"),
+    "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
+                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors"),
+    "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
+                            "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction"),
+}
+OTHER_LINE = ResearchLine("other", "Other experiments", "modules in ICLAB_EXPERIMENTS",
+                          "experiments outside the three research lines, e.g. your own")
+
+
+def research_line(experiment_name: str) -> ResearchLine:
+    """The line an experiment belongs to, by its name's prefix; anything else is `other`."""
+    return RESEARCH_LINES.get(experiment_name.split(".", 1)[0], OTHER_LINE)
+
+
 @dataclass
 class Claim:
     """One number of ours beside the paper's statement of it."""

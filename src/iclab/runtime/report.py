@@ -1,6 +1,8 @@
-"""Self-contained HTML reports: every figure with its settings and the paper's claim beside ours.
+"""HTML building blocks: every figure with its settings and the paper's claim beside ours.
 
-Images are embedded as base64 PNGs, so a report is one file that can be mailed or archived.
+A run's own `report.html` embeds its images as base64 PNGs, so it is one file that can be
+mailed or archived; the multi-page site over all runs (`site.py`) reuses these pieces with
+image files instead.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import base64
 import csv
 import html
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px sol
 th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
 details{margin:.5em 0}code{background:#f6f8fa;padding:0 .2em}.note{background:#fff8c5;padding:.3em .6em;margin:.3em 0}
+nav{font-size:.9em;color:#555;margin-bottom:1em}a{color:#0550ae}td{overflow-wrap:anywhere}
 """
 
 
@@ -78,8 +82,14 @@ def embed_png(path: Path) -> str:
     return f'<img alt="{_esc(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any], level: int = 2) -> str:
-    """The body of one run: claims, figures with captions, notes, tables, config and environment."""
+def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any], level: int = 2,
+                *, img: Callable[[Path], str] = embed_png, csv_href: Callable[[str], str] | None = None,
+                open_details: bool = False) -> str:
+    """The body of one run: claims, figures with captions, notes, tables, config and environment.
+
+    `img` renders a figure's PNG (embedded by default); `csv_href`, if given, links each table's CSV;
+    `open_details` shows settings and environment unfolded.
+    """
     h = f"h{level}"
     out = io.StringIO()
     out.write(f"<{h} id=\"{_esc(meta['experiment'])}\">{_esc(meta['experiment'])}: {_esc(meta['title'])}</{h}>")
@@ -91,38 +101,26 @@ def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summa
         out.write(f'<p class="note">{_esc(note)}</p>')
     for fig in summary.get("figures", []):
         png = next((f for f in fig["files"] if f.endswith(".png")), None)
-        if png:
-            out.write(f"<figure>{embed_png(run_path / png)}<figcaption>{_esc(fig['caption'])}</figcaption></figure>")
+        if png and (run_path / png).is_file():
+            out.write(f"<figure>{img(run_path / png)}<figcaption>{_esc(fig['caption'])}</figcaption></figure>")
+        elif png:
+            out.write(f'<p class="note">figure {_esc(fig["name"])}: its PNG is missing from the run</p>')
     for name in summary.get("tables", []):
         path = run_path / "tables" / f"{name}.csv"
         if path.is_file():
-            out.write(f"<details><summary>table <code>{_esc(name)}</code></summary>{csv_table(path)}</details>")
-    out.write(f"<details><summary>settings</summary>{kv_table(meta['config'])}</details>")
-    out.write(f"<details><summary>environment</summary>{kv_table(env)}</details>")
+            link = f' (<a href="{_esc(csv_href(name))}">{_esc(name)}.csv</a>)' if csv_href else ""
+            out.write(f"<details><summary>table <code>{_esc(name)}</code>{link}</summary>{csv_table(path)}</details>")
+    unfold = " open" if open_details else ""
+    out.write(f"<details{unfold}><summary>settings</summary>{kv_table(meta['config'])}</details>")
+    out.write(f"<details{unfold}><summary>environment</summary>{kv_table(env)}</details>")
     return out.getvalue()
 
 
 def page(title: str, body: str) -> str:
+    # the empty icon stops browsers asking every server for /favicon.ico
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
+            f"<link rel=\"icon\" href=\"data:,\"><style>{STYLE}</style></head><body>{body}</body></html>\n")
 
 
 def render_run_report(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any]) -> str:
     return page(meta["experiment"], run_section(run_path, meta, env, summary, level=1))
-
-
-def render_combined_report(runs: list[dict[str, Any]], title: str, intro: str = "") -> str:
-    """One page over many runs (the `iclab reproduce` report): an overview table, then each run."""
-    rows = []
-    for r in runs:
-        claims = r["summary"].get("claims", [])
-        judged = [c for c in claims if c.get("passed") is not None]
-        met = sum(bool(c["passed"]) for c in judged)
-        rows.append(f"<tr><td><a href=\"#{_esc(r['meta']['experiment'])}\">{_esc(r['meta']['experiment'])}</a></td>"
-                    f"<td>{_esc(r['meta']['title'])}</td><td>{_esc(r['meta'].get('preset'))}</td>"
-                    f"<td>{met}/{len(judged)}</td><td>{_esc(r['env'].get('seconds'))}</td></tr>")
-    overview = ("<table><tr><th>experiment</th><th>what</th><th>preset</th><th>targets met</th><th>seconds</th></tr>"
-                + "".join(rows) + "</table>")
-    body = f"<h1>{_esc(title)}</h1><p>{_esc(intro)}</p>{overview}"
-    body += "".join(run_section(Path(r["path"]), r["meta"], r["env"], r["summary"]) for r in runs)
-    return page(title, body)

@@ -1,4 +1,4 @@
-"""`iclab reproduce`: the quick (or paper) preset of every experiment, and one report over them."""
+"""`iclab reproduce`: the quick (or paper) preset of every experiment, then the report site over the store."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .experiment import load_experiments
-from .report import render_combined_report
-from .store import RunResult, ensure_writable, execute, load_run, write_text_atomic
+from .site import build_site
+from .store import RunResult, ensure_writable, execute, finished_runs
 
 
 def reproduce(
@@ -18,8 +18,10 @@ def reproduce(
     force: bool = False,
     quiet: bool = False,
     on_result: Callable[[RunResult], None] | None = None,
-) -> tuple[list[RunResult], Path]:
-    """Run every registered experiment (names starting with `only`, if given); write `report/index.html`."""
+) -> tuple[list[RunResult], Path | None]:
+    """Run every registered experiment (names starting with `only`, if given), then rebuild
+    `<runs_dir>/site/` over all finished runs; return the results and the site's index.html
+    (None only if no run in the store has ever finished)."""
     runs_dir = ensure_writable(Path(runs_dir))
     results = []
     for name, exp in load_experiments().items():
@@ -29,9 +31,5 @@ def reproduce(
         results.append(res)
         if on_result:
             on_result(res)
-    runs = [load_run(Path(r.path)) for r in results if r.status in ("done", "skipped")]
-    report = runs_dir / "report" / f"{preset}.html"
-    write_text_atomic(report, render_combined_report(
-        runs, title=f"iclab reproduction report ({preset} preset)",
-        intro="Each section: the paper's claim beside our number, the figures with their settings, seeds and environment."))
+    report = build_site(runs_dir) if finished_runs(runs_dir) else None
     return results, report

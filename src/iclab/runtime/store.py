@@ -7,7 +7,8 @@ Layout of a finished run, `runs/<experiment>/<config-hash>/`:
     summary.json   claims, figures, tables, notes (what the report shows)
     tables/*.csv   tidy metrics; figures/*.png|svg; arrays/*.npz
     report.html    self-contained report of this run
-    DONE           written last: a run without it is not a result
+    DONE           written last: the manifest (size and sha256 of every file); a run without it,
+                   or whose files do not match it, is not a result and is redone
 
 Everything is first written to a hidden temporary directory beside the final one and
 renamed into place, so an interrupted run leaves nothing that looks finished.
@@ -15,6 +16,7 @@ renamed into place, so an interrupted run leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -51,12 +53,33 @@ def run_dir(runs_dir: Path, experiment: str, config: ExperimentConfig) -> Path:
     return Path(runs_dir) / experiment / config.hash()
 
 
-def is_complete(path: Path) -> bool:
-    """A run counts only if its DONE marker and its summary are both there and readable."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(path: Path, started: str) -> None:
+    """Seal a run: DONE lists every file with its size and hash, so corruption is detectable later."""
+    files = {f.relative_to(path).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f)}
+             for f in sorted(path.rglob("*")) if f.is_file() and f.name != DONE}
+    (path / DONE).write_text(json.dumps({"started": started, "files": files}, indent=1) + "\n")
+
+
+def is_complete(path: Path, verify: bool = False) -> bool:
+    """A run counts only if its DONE manifest is there and every file it lists matches it in size
+    (and, with `verify`, in content hash): a truncated, partial or corrupted run does not count."""
     try:
+        files = json.loads((path / DONE).read_text())["files"]
         json.loads((path / "summary.json").read_text())
-        return (path / DONE).is_file()
-    except (OSError, ValueError):
+        for rel, entry in files.items():
+            f = path / rel
+            if f.stat().st_size != entry["size"] or (verify and _sha256(f) != entry["sha256"]):
+                return False
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
@@ -142,7 +165,7 @@ def execute(
 
     runs_dir = ensure_writable(runs_dir)
     final = run_dir(runs_dir, exp.name, config)
-    if is_complete(final) and not force:
+    if is_complete(final, verify=True) and not force:
         return RunResult(exp.name, config.hash(), str(final), "skipped")
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +185,7 @@ def execute(
         summary = ctx.summary()
         (tmp / "summary.json").write_text(dump_json(summary))
         (tmp / "report.html").write_text(render_run_report(tmp, meta, env, summary))
-        (tmp / DONE).write_text(env["started"] + "\n")
+        write_manifest(tmp, env["started"])
         _replace_dir(tmp, final)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)

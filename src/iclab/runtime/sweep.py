@@ -2,7 +2,9 @@
 
 Each grid point is an ordinary run keyed by its config hash, so a sweep is resumable for
 free: rerunning it skips every point whose run is finished. Backends plug in behind the
-small `Executor` protocol (local process pool today; a distributed one later).
+small `Executor` protocol: a local process pool, in-process serial, or Ray (`ray_backend`)
+for a cluster. Every backend writes into the same run store, so a sweep can start on one
+and finish on another.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ class RunSpec:
     runs_dir: str
     preset: str | None = None
     force: bool = False
+    cpus: float = 1.0  # resources the run asks of a cluster scheduler (from its config)
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskLost:
+    """What an executor yields for an item whose worker died and whose retries ran out."""
+
+    error: str
 
 
 def run_spec(spec: RunSpec) -> RunResult:
@@ -87,18 +98,31 @@ class LocalExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-BACKENDS: dict[str, Callable[[int | None], Executor]] = {
-    "local": lambda workers: LocalExecutor(workers or (os.cpu_count() or 1)),
-    "serial": lambda workers: SerialExecutor(),
+def _ray_executor(workers: int | None, address: str | None, max_retries: int) -> Executor:
+    from .ray_backend import RayExecutor
+
+    return RayExecutor(address=address, num_cpus=workers, max_retries=max_retries)
+
+
+BACKENDS: dict[str, Callable[[int | None, str | None, int], Executor]] = {
+    "local": lambda workers, address, retries: LocalExecutor(workers or (os.cpu_count() or 1)),
+    "serial": lambda workers, address, retries: SerialExecutor(),
+    "ray": _ray_executor,
 }
 
 
-def make_executor(backend: str, workers: int | None = None) -> Executor:
+def make_executor(backend: str = "local", workers: int | None = None, *, address: str | None = None,
+                  max_retries: int = 2) -> Executor:
+    """The executor behind `iclab sweep --backend ...`; `address` and `max_retries` are Ray's."""
     if backend not in BACKENDS:
         raise IclabError(f"unknown sweep backend {backend!r}; choose one of {sorted(BACKENDS)}")
     if workers is not None and workers < 1:
         raise IclabError(f"--workers must be at least 1 (got {workers})")
-    return BACKENDS[backend](workers)
+    if address is not None and backend != "ray":
+        raise IclabError(f"--address is for the ray backend; add --backend ray (got --backend {backend})")
+    if max_retries < 0:
+        raise IclabError(f"--max-retries must be 0 or more (got {max_retries})")
+    return BACKENDS[backend](workers, address, max_retries)
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -135,14 +159,19 @@ def sweep(
     """Run every grid point (validated up front, so a bad value fails before any work starts)."""
     exp = get_experiment(experiment)
     ensure_writable(runs_dir)
-    specs = []
+    specs, hashes = [], []
     for point in expand_grid(grid):
         overrides = {**(base or {}), **point}
-        exp.make_config(preset, overrides)  # validate now: one-line error naming the field
-        specs.append(RunSpec(experiment, overrides, str(runs_dir), preset, force))
+        cfg = exp.make_config(preset, overrides)  # validate now: one-line error naming the field
+        # absolute: a cluster's workers do not share our working directory
+        specs.append(RunSpec(experiment, overrides, str(Path(runs_dir).resolve()), preset, force, cfg.cpus, cfg.gpus))
+        hashes.append(cfg.hash())
     executor = executor or LocalExecutor()
     results = []
-    for _, res in executor.map_unordered(run_spec, specs):
+    for spec, res in executor.map_unordered(run_spec, specs):
+        if isinstance(res, TaskLost):  # the worker died (and its retries): the run is lost, not the sweep
+            h = hashes[specs.index(spec)]
+            res = RunResult(experiment, h, str(Path(runs_dir) / experiment / h), "failed", error=res.error)
         results.append(res)
         if on_result:
             on_result(res)

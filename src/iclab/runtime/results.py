@@ -1,0 +1,150 @@
+"""Every run of an experiment in one tidy pandas DataFrame (`iclab results`).
+
+A sweep leaves one directory per grid point; analysis wants one frame with the settings
+beside the numbers. `results()` reads each finished run's `tables/<table>.csv` and puts
+the run's key, preset, seed and every config field in front of its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import IclabError
+from .store import finished_runs
+
+CLAIM_COLUMNS = ["run", "experiment", "preset", "seed", "name", "paper", "ours", "target", "passed"]
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become `a.b` columns; lists (and empty dicts) their JSON text, so frames stay hashable."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten_config(value, f"{name}."))
+        elif isinstance(value, (list, tuple, dict)):
+            out[name] = json.dumps(value, sort_keys=True)
+        else:
+            out[name] = value
+    return out
+
+
+def run_key(run: dict[str, Any]) -> str:
+    """A run's key in the store: its directory name, the config hash."""
+    return Path(run["path"]).name
+
+
+def run_seed(run: dict[str, Any]) -> Any:
+    return run["meta"].get("config", {}).get("seed", run["env"].get("seed"))
+
+
+def experiment_runs(experiment: str, runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
+    """The finished runs of one experiment, oldest first; a one-line error if there are none."""
+    runs_dir = Path(runs_dir)
+    runs = [r for r in finished_runs(runs_dir, experiment) if Path(r["path"]).parent.name == experiment]
+    if not runs:
+        from .experiment import get_experiment
+
+        get_experiment(experiment)  # an unknown name gets the registry's own error
+        where = "" if runs_dir == Path("runs") else f" --runs-dir {runs_dir}"
+        raise IclabError(f"no finished runs of {experiment} in {runs_dir}/; run `iclab run {experiment}{where}` "
+                         f"or `iclab sweep {experiment} --grid seed=0,1,2{where}` first")
+    return sorted(runs, key=lambda r: (r["env"].get("started", ""), run_key(r)))
+
+
+def table_names(runs: list[dict[str, Any]]) -> list[str]:
+    """Every table the runs wrote, in order of first appearance."""
+    names: dict[str, None] = {}
+    for r in runs:
+        for name in r["summary"].get("tables", []):
+            if (Path(r["path"]) / "tables" / f"{name}.csv").is_file():
+                names[name] = None
+    return list(names)
+
+
+def collate(experiment: str, runs_dir: str | Path = "runs",
+            table: str = "metrics") -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The results frame, with its leading (run and config) columns and its table columns named apart.
+
+    A config column whose name the table also uses (e.g. `D` in both) is renamed `config.<name>`.
+    """
+    runs = experiment_runs(experiment, runs_dir)
+    if table not in table_names(runs):
+        tables = ", ".join(table_names(runs)) or "none"
+        raise IclabError(f"no run of {experiment} has a table {table!r}; its tables: {tables} (pass one with --table)")
+    parts = []
+    for r in runs:
+        path = Path(r["path"]) / "tables" / f"{table}.csv"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            continue
+        lead = {"run": run_key(r), "preset": r["meta"].get("preset"), "seed": run_seed(r)}
+        lead.update({k: v for k, v in flatten_config(r["meta"].get("config", {})).items() if k != "seed"})
+        parts.append((lead, frame))
+    table_cols = _union(list(f.columns) for _, f in parts)
+    lead_cols = _union(list(lead) for lead, _ in parts)
+    renamed = {c: f"config.{c}" if c in table_cols else c for c in lead_cols}
+    records = []
+    for lead, frame in parts:
+        head = {renamed[k]: v for k, v in lead.items()}
+        records.extend({**head, **row} for row in frame.to_dict("records"))
+    columns = [renamed[c] for c in lead_cols] + table_cols
+    return pd.DataFrame.from_records(records, columns=columns), [renamed[c] for c in lead_cols], table_cols
+
+
+def results(experiment: str, runs_dir: str | Path = "runs", table: str = "metrics") -> pd.DataFrame:
+    """One row per row of each finished run's `tables/<table>.csv`: `run`, `preset`, `seed`, every config
+    field (nested as `a.b`, lists as JSON text), then the table's columns. Runs without the table add nothing."""
+    return collate(experiment, runs_dir, table)[0]
+
+
+def claims(experiment: str | None = None, runs_dir: str | Path = "runs") -> pd.DataFrame:
+    """The paper's claims beside ours, one row per claim per finished run (of one experiment, or all)."""
+    if experiment is not None:
+        runs = experiment_runs(experiment, runs_dir)
+    else:
+        runs = finished_runs(Path(runs_dir))
+        if not runs:
+            raise IclabError(f"no finished runs in {runs_dir}/; run `iclab reproduce --quick` or `iclab run EXPERIMENT` first")
+        runs = sorted(runs, key=lambda r: (Path(r["path"]).parent.name, r["env"].get("started", ""), run_key(r)))
+    rows = []
+    for r in runs:
+        for c in r["summary"].get("claims", []):
+            ours = c.get("ours")
+            rows.append([run_key(r), Path(r["path"]).parent.name, r["meta"].get("preset"), run_seed(r), c.get("name"),
+                         c.get("paper"), json.dumps(ours) if isinstance(ours, (list, dict)) else ours,
+                         c.get("target"), c.get("passed")])
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns that take more than one value in `frame` (what tells its runs apart)."""
+    return [c for c in columns if frame[c].map(lambda v: "" if _missing(v) else repr(v)).nunique() > 1]
+
+
+def cell_text(value: Any) -> str:
+    """A value as printed: floats to 4 significant digits, missing values empty."""
+    if _missing(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _union(lists: Any) -> list[str]:
+    out: dict[str, None] = {}
+    for cols in lists:
+        out.update(dict.fromkeys(cols))
+    return list(out)

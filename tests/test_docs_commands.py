@@ -1,0 +1,265 @@
+"""Every command in the docs runs: the fenced blocks of README.md and docs/**/*.md, executed in order.
+
+The convention (written up in docs/index.md, "Docs conventions"):
+
+* Every fenced block has a language tag. ```bash blocks run with `bash -euo pipefail`, ```python
+  blocks with the venv's python (`python -c`, so the working directory is on sys.path); every other
+  language (text, console, yaml, json, csv, ...) is output or illustration and is not run.
+* Words after the language: `file=NAME` writes the block's content to NAME in the working directory
+  (and does not run it), so a ```yaml file=my.yaml block defines a file that later blocks use;
+  `slow` runs the block only under `pytest -m slow`; `slurm` puts tests/docs/slurm_shims first on
+  PATH. Nothing else is accepted: there is no `norun`.
+* The runnable blocks of one markdown file run in order, in one fresh working directory per file,
+  that looks like a checkout: the repository's top-level files and folders (`scripts/`, `bench/`,
+  `src/`, `.venv/`, `pyproject.toml`, ...) are symlinked into it, except `runs/`, so commands written
+  for the repository root (`bash scripts/reproduce.sh`, `.venv/bin/python bench/bench_amp.py`) work
+  as written while everything they write (`runs/`, `my-model/`, ...) lands in the temporary
+  directory. `$ICLAB_REPO` is the repository root, for the rare command that needs an absolute path.
+* Environment: PATH starts with the venv's bin, ICLAB_NO_PROGRESS=1, CI and the rest inherited.
+  Each block is its own process: `cd` and `export` do not carry over to the next block.
+
+`test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
+(marked slow) runs all of its blocks in order, slow ones included.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent  # the venv running the tests (not resolved: keep the venv's own bin)
+SLURM_SHIMS = ROOT / "tests" / "docs" / "slurm_shims"
+RUNNABLE = {"bash", "python"}
+FLAGS = {"slow", "slurm"}
+KEYS = {"file"}
+NOT_LINKED = {"runs", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", "build", "dist"}
+TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", 1800))  # seconds per block, CI
+SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", 6 * 3600))  # seconds per block tagged slow
+
+
+def doc_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+
+
+@dataclass
+class Block:
+    doc: str  # path relative to the repository root
+    line: int  # 1-based line of the opening fence
+    info: str  # the fence's info string
+    text: str
+    closed: bool = True
+    lang: str = ""
+    flags: set[str] = field(default_factory=set)
+    file: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return self.lang in RUNNABLE and self.file is None
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc}:{self.line} (```{self.info})"
+
+
+_OPEN = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+
+def parse_blocks(path: Path) -> list[Block]:
+    """The fenced code blocks of a markdown file (CommonMark fences: ``` or ~~~, any indent)."""
+    rel = path.relative_to(ROOT).as_posix()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if not m or (m["fence"][0] == "`" and "`" in m["info"]):
+            i += 1
+            continue
+        indent, fence, info = len(m["indent"]), m["fence"], m["info"].strip()
+        close = re.compile(rf"^ *{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        body, j = [], i + 1
+        while j < len(lines) and not close.match(lines[j]):
+            line = lines[j]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))):])
+            j += 1
+        block = Block(rel, i + 1, info, "\n".join(body) + "\n", closed=j < len(lines))
+        _read_info(block)
+        blocks.append(block)
+        i = j + 1
+    return blocks
+
+
+def _read_info(block: Block) -> None:
+    words = block.info.split()
+    if not block.closed:
+        block.errors.append("the fence is never closed")
+    if not words:
+        block.errors.append("no language tag: write ```bash or ```python for commands, ```text for output")
+        return
+    block.lang = words[0].lower()
+    for word in words[1:]:
+        key, eq, value = word.partition("=")
+        if eq and key in KEYS:
+            if not value or value.startswith(("/", "~")) or ".." in Path(value).parts:
+                block.errors.append(f"file={value!r}: give a relative path inside the working directory")
+            block.file = value
+        elif not eq and word in FLAGS:
+            block.flags.add(word)
+        elif word == "norun":
+            block.errors.append("'norun' is not allowed: every command in the docs runs (tag slow ones `slow`)")
+        else:
+            block.errors.append(f"unknown word {word!r} in the info string; use file=NAME, slow or slurm")
+    if block.flags and block.lang not in RUNNABLE:
+        block.errors.append(f"{' and '.join(sorted(block.flags))} only applies to bash or python blocks")
+    if block.file is not None and block.flags:
+        block.errors.append("a file= block is written, not run: it cannot be slow or slurm")
+
+
+DOCS = doc_files()
+DOC_IDS = [p.relative_to(ROOT).as_posix() for p in DOCS]
+BLOCKS = {p: parse_blocks(p) for p in DOCS}
+SLOW_DOCS = [p for p in DOCS if any(b.runnable and "slow" in b.flags for b in BLOCKS[p])]
+
+
+def test_every_block_is_tagged():
+    """Every fenced block in README.md and docs/**/*.md has a language tag and a valid info string."""
+    problems = [f"{b.where}: {err}" for p in DOCS for b in BLOCKS[p] for err in b.errors]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checker_sees_the_docs():
+    """Guard against a parser regression that would silently run nothing."""
+    assert len(DOCS) >= 7 and sum(b.runnable for p in DOCS for b in BLOCKS[p]) >= 20
+
+
+def make_workdir(tmp_path: Path) -> Path:
+    """A fresh directory that looks like a checkout: the repository's entries symlinked in, minus runs/."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name in NOT_LINKED or entry.name.endswith(".egg-info"):
+            continue
+        (work / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    return work
+
+
+def block_env(block: Block) -> dict[str, str]:
+    env = dict(os.environ)
+    path = [str(VENV_BIN)]
+    if "slurm" in block.flags:
+        path.insert(0, str(SLURM_SHIMS))
+    env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
+    env["ICLAB_NO_PROGRESS"] = "1"
+    env["ICLAB_REPO"] = str(ROOT)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
+def _numbered(text: str) -> str:
+    return "\n".join(f"{k:4d} | {line}" for k, line in enumerate(text.rstrip("\n").splitlines(), 1))
+
+
+def _tail(text: str, n: int) -> str:
+    return text if len(text) <= n else "[...]\n" + text[-n:]
+
+
+def write_file(block: Block, work: Path) -> None:
+    target = work / block.file
+    if not target.parent.resolve().is_relative_to(work.resolve()):
+        pytest.fail(f"{block.where}: file={block.file} would write into the repository (a symlinked folder)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(block.text, encoding="utf-8")
+
+
+def run_block(block: Block, work: Path, scripts: Path, index: int) -> float:
+    """Run one block in `work`; fail with the block's text and its output if it exits non-zero."""
+    timeout = SLOW_TIMEOUT if "slow" in block.flags else TIMEOUT
+    if block.lang == "bash":
+        script = scripts / f"block{index:02d}-line{block.line}.sh"
+        script.write_text(block.text, encoding="utf-8")
+        cmd = ["bash", "-euo", "pipefail", str(script)]
+    else:
+        cmd = [sys.executable, "-c", block.text]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=block_env(block), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as err:
+        out = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
+        pytest.fail(f"{block.where} timed out after {timeout:.0f} s (ICLAB_DOCS_TIMEOUT)\n--- block ---\n"
+                    f"{_numbered(block.text)}\n--- stderr ---\n{_tail(out, 6000)}", pytrace=False)
+    seconds = time.perf_counter() - start
+    print(f"{block.where}: exit {proc.returncode}, {seconds:.1f} s")
+    if proc.returncode != 0:
+        pytest.fail(f"{block.where} failed with exit status {proc.returncode} (in {work})\n"
+                    f"--- block ---\n{_numbered(block.text)}\n"
+                    f"--- stderr ---\n{_tail(proc.stderr, 6000)}\n"
+                    f"--- stdout ---\n{_tail(proc.stdout, 2000)}", pytrace=False)
+    return seconds
+
+
+def run_doc(doc: Path, tmp_path: Path, slow: bool) -> None:
+    blocks = BLOCKS[doc]
+    bad = [f"{b.where}: {err}" for b in blocks for err in b.errors]
+    if bad:
+        pytest.fail("\n".join(bad), pytrace=False)
+    todo = [b for b in blocks if b.file is not None or (b.runnable and (slow or "slow" not in b.flags))]
+    if not any(b.runnable for b in todo):
+        pytest.skip("every runnable block of this file is tagged slow (pytest -m slow runs them)")
+    work = make_workdir(tmp_path)
+    scripts = tmp_path / "blocks"
+    scripts.mkdir()
+    total = 0.0
+    for index, block in enumerate(todo):
+        if block.file is not None:
+            write_file(block, work)
+        else:
+            total += run_block(block, work, scripts, index)
+    print(f"{DOC_IDS[DOCS.index(doc)]}: {total:.1f} s in all")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=DOC_IDS)
+def test_doc_commands(doc: Path, tmp_path: Path):
+    """The file's blocks that are not tagged slow, in order (what CI runs)."""
+    run_doc(doc, tmp_path, slow=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", SLOW_DOCS, ids=[p.relative_to(ROOT).as_posix() for p in SLOW_DOCS])
+def test_doc_commands_slow(doc: Path, tmp_path: Path):
+    """All of the file's blocks in order, slow ones included (`pytest -m slow`)."""
+    run_doc(doc, tmp_path, slow=True)
+
+
+def test_parser_reads_the_convention(tmp_path, monkeypatch):
+    """The parser on a sample: tags, file=, flags, indented fences, tildes, and the errors."""
+    sample = tmp_path / "sample.md"
+    sample.write_text("\n".join([
+        "```bash", "echo hi", "```",
+        "- item", "  ```yaml file=conf/my.yaml", "  a: 1", "  ```",
+        "~~~python slow slurm", "print(1)", "~~~",
+        "````text", "```bash", "not a fence inside", "````",
+        "```", "untagged", "```",
+        "```bash norun", "x", "```",
+        "```yaml slow", "x: 1", "```",
+    ]) + "\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    blocks = parse_blocks(sample)
+    assert [b.lang for b in blocks] == ["bash", "yaml", "python", "text", "", "bash", "yaml"]
+    assert blocks[1].file == "conf/my.yaml" and blocks[1].text == "a: 1\n" and not blocks[1].runnable
+    assert blocks[2].flags == {"slow", "slurm"} and blocks[2].runnable and blocks[2].line == 8
+    assert blocks[3].text == "```bash\nnot a fence inside\n"
+    assert blocks[4].errors and "no language tag" in blocks[4].errors[0]
+    assert "'norun' is not allowed" in blocks[5].errors[0]
+    assert "only applies to bash or python" in blocks[6].errors[0]
+    assert all(not b.errors for b in blocks[:4])
+    assert blocks[0].text == "echo hi\n" and blocks[0].runnable
