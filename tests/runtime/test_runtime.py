@@ -81,6 +81,32 @@ def test_partial_run_dir_is_redone(tmp_path):
     assert is_complete(partial)
 
 
+def test_corrupted_run_is_redone_and_legacy_done_marker_is_not_trusted(tmp_path):
+    cfg = toy().make_config("quick")
+    run = Path(execute(toy(), cfg, tmp_path, quiet=True).path)
+    table = run / "tables" / "metrics.csv"
+    good = table.read_bytes()
+    table.write_bytes(good[:-1] + (b"0" if good[-1:] != b"0" else b"1"))  # same size, other content
+    assert is_complete(run) and not is_complete(run, verify=True)
+    assert execute(toy(), cfg, tmp_path, quiet=True).status == "done" and table.read_bytes() == good
+    (run / "DONE").write_text("2026-11-01T00:00:00+00:00\n")  # a bare timestamp proves nothing
+    assert not is_complete(run)
+
+
+def test_abandoned_attempts_of_dead_processes_on_this_host_are_removed(tmp_path):
+    import socket
+
+    cfg = toy().make_config("quick")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host, parent = socket.gethostname(), tmp_path / "test.toy"
+    names = {"dead": f".tmp-{cfg.hash()}-{dead.stdout.strip()}@{host}-x1", "alive": f".tmp-{cfg.hash()}-{os.getpid()}@{host}-x2",
+             "elsewhere": f".tmp-{cfg.hash()}-{dead.stdout.strip()}@not-{host}-x3"}
+    for name in names.values():
+        (parent / name).mkdir(parents=True)
+    assert execute(toy(), cfg, tmp_path, quiet=True).status == "done"
+    assert sorted(p.name for p in parent.iterdir() if p.name.startswith(".")) == sorted([names["alive"], names["elsewhere"]])
+
+
 def test_unwritable_runs_dir_is_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -169,7 +169,8 @@ def execute(
         return RunResult(exp.name, config.hash(), str(final), "skipped")
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    _remove_abandoned_attempts(final)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-{os.getpid()}@{socket.gethostname()}-"))
     t0 = time.perf_counter()
     try:
         env = environment(config)
@@ -194,6 +195,24 @@ def execute(
         return RunResult(exp.name, config.hash(), str(final), "failed", time.perf_counter() - t0,
                          f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
     return RunResult(exp.name, config.hash(), str(final), "done", time.perf_counter() - t0)
+
+
+def _remove_abandoned_attempts(final: Path) -> None:
+    """Delete the scratch directories of earlier attempts at this run whose process died on this host
+    (a killed worker, a Ctrl-C). They never count as results; this only reclaims their space. Attempts
+    by live processes or on other hosts are left alone."""
+    prefix = f".tmp-{final.name}-"
+    for scratch in final.parent.glob(f"{prefix}*@*"):
+        pid, _, rest = scratch.name[len(prefix):].partition("@")
+        host = rest.rpartition("-")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(scratch, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
