@@ -16,19 +16,26 @@ The convention (written up in docs/index.md, "Docs conventions"):
   as written while everything they write (`runs/`, `my-model/`, ...) lands in the temporary
   directory. `$ICLAB_REPO` is the repository root, for the rare command that needs an absolute path.
 * Environment: PATH starts with the venv's bin, ICLAB_NO_PROGRESS=1, CI and the rest inherited.
-  Each block is its own process: `cd` and `export` do not carry over to the next block.
+  Each block is its own process, in its own session: `cd` and `export` do not carry over to the
+  next block, and whatever it leaves running in the background is killed when it ends.
+* Relative links between the pages must resolve.
 
 `test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
-(marked slow) runs all of its blocks in order, slow ones included.
+(marked slow) runs all of its blocks in order, slow ones included. In CI the files run
+ICLAB_DOCS_JOBS (default 2) at a time, slowest-last-time first; while they do, each block gets one
+torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
+set), so two files never fight over the same cores. ICLAB_DOCS_JOBS=1 runs them one by one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +48,12 @@ RUNNABLE = {"bash", "python"}
 FLAGS = {"slow", "slurm"}
 KEYS = {"file"}
 NOT_LINKED = {"runs", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", "build", "dist"}
-TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", 1800))  # seconds per block, CI
-SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", 6 * 3600))  # seconds per block tagged slow
+TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", "1800"))  # seconds per block, CI
+SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", str(6 * 3600)))  # seconds per block tagged slow
+JOBS = max(1, int(os.environ.get("ICLAB_DOCS_JOBS", "2")))  # files run at once in CI (blocks of a file: in order)
+CACHE_KEY = "iclab/docs-seconds"  # per-file CI durations, to start the slowest files first next time
+DURATIONS: dict[str, float] = {}
+PARALLEL = False  # set when CI runs several files at once
 
 
 def doc_files() -> list[Path]:
@@ -141,6 +152,21 @@ def test_the_checker_sees_the_docs():
     assert len(DOCS) >= 7 and sum(b.runnable for p in DOCS for b in BLOCKS[p]) >= 20
 
 
+def test_relative_links_resolve():
+    """Every relative link in the docs (outside code blocks) points at a file or folder that exists."""
+    broken = []
+    for doc in DOCS:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        for b in BLOCKS[doc]:  # blank out the code blocks, fences included
+            end = b.line + len(b.text.splitlines()) + 1
+            lines[b.line - 1:end] = [""] * len(lines[b.line - 1:end])
+        for m in re.finditer(r"\]\(([^)\s]+)\)", "\n".join(lines)):
+            target = m.group(1).split("#")[0]
+            if target and not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {m.group(1)}")
+    assert not broken, "\n".join(broken)
+
+
 def make_workdir(tmp_path: Path) -> Path:
     """A fresh directory that looks like a checkout: the repository's entries symlinked in, minus runs/."""
     work = tmp_path / "work"
@@ -160,6 +186,9 @@ def block_env(block: Block) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
     env["ICLAB_NO_PROGRESS"] = "1"
     env["ICLAB_REPO"] = str(ROOT)
+    if PARALLEL and "slow" not in block.flags:  # files run side by side: a core each, no oversubscription
+        for var in ("ICLAB_LM_THREADS", "ICLAB_WORKER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
     env.pop("PYTEST_CURRENT_TEST", None)
     return env
 
@@ -180,7 +209,15 @@ def write_file(block: Block, work: Path) -> None:
     target.write_text(block.text, encoding="utf-8")
 
 
-def run_block(block: Block, work: Path, scripts: Path, index: int) -> float:
+def _end_session(pid: int) -> None:
+    """Kill what is left of a block's process group (background jobs it started and did not stop)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_block(block: Block, work: Path, scripts: Path, index: int, log: list[str]) -> None:
     """Run one block in `work`; fail with the block's text and its output if it exits non-zero."""
     timeout = SLOW_TIMEOUT if "slow" in block.flags else TIMEOUT
     if block.lang == "bash":
@@ -190,24 +227,28 @@ def run_block(block: Block, work: Path, scripts: Path, index: int) -> float:
     else:
         cmd = [sys.executable, "-c", block.text]
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=work, env=block_env(block), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as err:
-        out = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
-        pytest.fail(f"{block.where} timed out after {timeout:.0f} s (ICLAB_DOCS_TIMEOUT)\n--- block ---\n"
-                    f"{_numbered(block.text)}\n--- stderr ---\n{_tail(out, 6000)}", pytrace=False)
-    seconds = time.perf_counter() - start
-    print(f"{block.where}: exit {proc.returncode}, {seconds:.1f} s")
+    # Its own session, so that whatever the block leaves running in the background is ended with it.
+    with subprocess.Popen(cmd, cwd=work, env=block_env(block), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_session(proc.pid)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"{block.where} timed out after {timeout:.0f} s (ICLAB_DOCS_TIMEOUT)\n--- block ---\n"
+                        f"{_numbered(block.text)}\n--- stderr ---\n{_tail(stderr, 6000)}", pytrace=False)
+        finally:
+            _end_session(proc.pid)
+    log.append(f"{block.where}: exit {proc.returncode}, {time.perf_counter() - start:.1f} s")
     if proc.returncode != 0:
         pytest.fail(f"{block.where} failed with exit status {proc.returncode} (in {work})\n"
                     f"--- block ---\n{_numbered(block.text)}\n"
-                    f"--- stderr ---\n{_tail(proc.stderr, 6000)}\n"
-                    f"--- stdout ---\n{_tail(proc.stdout, 2000)}", pytrace=False)
-    return seconds
+                    f"--- stderr ---\n{_tail(stderr, 6000)}\n"
+                    f"--- stdout ---\n{_tail(stdout, 2000)}", pytrace=False)
 
 
-def run_doc(doc: Path, tmp_path: Path, slow: bool) -> None:
+def run_doc(doc: Path, tmp_path: Path, slow: bool) -> list[str]:
+    """Run a file's blocks in order in a fresh working directory; returns a timing log."""
     blocks = BLOCKS[doc]
     bad = [f"{b.where}: {err}" for b in blocks for err in b.errors]
     if bad:
@@ -218,40 +259,63 @@ def run_doc(doc: Path, tmp_path: Path, slow: bool) -> None:
     work = make_workdir(tmp_path)
     scripts = tmp_path / "blocks"
     scripts.mkdir()
-    total = 0.0
+    log: list[str] = []
+    start = time.perf_counter()
     for index, block in enumerate(todo):
         if block.file is not None:
             write_file(block, work)
         else:
-            total += run_block(block, work, scripts, index)
-    print(f"{DOC_IDS[DOCS.index(doc)]}: {total:.1f} s in all")
+            run_block(block, work, scripts, index, log)
+    seconds = time.perf_counter() - start
+    log.append(f"{DOC_IDS[DOCS.index(doc)]}: {seconds:.1f} s in all")
+    DURATIONS[DOC_IDS[DOCS.index(doc)]] = seconds
+    return log
+
+
+@pytest.fixture(scope="session")
+def ci_runs(request, tmp_path_factory):
+    """Start the CI blocks of every selected file, JOBS files at a time (each file's blocks in order,
+    in its own directory); each `test_doc_commands[FILE]` then waits for its own file's outcome."""
+    docs = [item.callspec.params["doc"] for item in request.session.items
+            if getattr(item, "originalname", "") == "test_doc_commands"]
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    last = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    docs.sort(key=lambda d: -last.get(DOC_IDS[DOCS.index(d)], 0.0))  # the slowest last time starts first
+    global PARALLEL
+    PARALLEL = JOBS > 1 and len(docs) > 1
+    pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="docs")
+    futures = {doc: pool.submit(run_doc, doc, tmp_path_factory.mktemp(doc.stem), False) for doc in docs}
+    yield futures
+    pool.shutdown(wait=False, cancel_futures=True)
+    if cache is not None:
+        cache.set(CACHE_KEY, {**last, **DURATIONS})
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=DOC_IDS)
-def test_doc_commands(doc: Path, tmp_path: Path):
+def test_doc_commands(doc: Path, ci_runs):
     """The file's blocks that are not tagged slow, in order (what CI runs)."""
-    run_doc(doc, tmp_path, slow=False)
+    print("\n".join(ci_runs[doc].result()))  # re-raises the file's failure (or skip) here
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", SLOW_DOCS, ids=[p.relative_to(ROOT).as_posix() for p in SLOW_DOCS])
 def test_doc_commands_slow(doc: Path, tmp_path: Path):
     """All of the file's blocks in order, slow ones included (`pytest -m slow`)."""
-    run_doc(doc, tmp_path, slow=True)
+    print("\n".join(run_doc(doc, tmp_path, slow=True)))
 
 
 def test_parser_reads_the_convention(tmp_path, monkeypatch):
     """The parser on a sample: tags, file=, flags, indented fences, tildes, and the errors."""
     sample = tmp_path / "sample.md"
-    sample.write_text("\n".join([
-        "```bash", "echo hi", "```",
-        "- item", "  ```yaml file=conf/my.yaml", "  a: 1", "  ```",
-        "~~~python slow slurm", "print(1)", "~~~",
-        "````text", "```bash", "not a fence inside", "````",
-        "```", "untagged", "```",
-        "```bash norun", "x", "```",
-        "```yaml slow", "x: 1", "```",
-    ]) + "\n")
+    sample.write_text(
+        "```bash\necho hi\n```\n"
+        "- item\n  ```yaml file=conf/my.yaml\n  a: 1\n  ```\n"
+        "~~~python slow slurm\nprint(1)\n~~~\n"
+        "````text\n```bash\nnot a fence inside\n````\n"
+        "```\nuntagged\n```\n"
+        "```bash norun\nx\n```\n"
+        "```yaml slow\nx: 1\n```\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     blocks = parse_blocks(sample)
     assert [b.lang for b in blocks] == ["bash", "yaml", "python", "text", "", "bash", "yaml"]

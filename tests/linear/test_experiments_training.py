@@ -63,6 +63,15 @@ def test_fig4b_small(tmp_path):
     assert (adam - ridge_half).abs().max() < 0.02  # Adam heads to its stationary point, λ0 = wd/2
 
 
+def test_fig4b_amp_never_converging(tmp_path):
+    """Low task diversity (P < D(D+1)): AMP diverges at every N; the run still finishes, AMP's curve NaN."""
+    _, df, claims = run("spinglass.fig4b", tmp_path, D=10, Ns=[50], P_train=100, P_test=200, repeats=2,
+                        epochs=200)
+    assert not df[df.method == "amp"].converged.any()
+    assert claims["AMP converged fraction"]["ours"] == 0
+    assert claims["max |AMP − Adam| over N"]["passed"] is False
+
+
 def test_figS1_small(tmp_path):
     _, df, claims = run("spinglass.figS1", tmp_path, D=6, N=50, alphas=[0.3, 0.6, 1.2, 2.0, 3.0],
                         curve_alphas=[0.3, 3.0], repeats=3, epochs=1000, P_test=300)

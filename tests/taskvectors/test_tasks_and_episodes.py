@@ -289,7 +289,7 @@ def test_sample_episodes_is_seeded():
 
 def test_sample_episodes_needs_enough_pairs():
     prepared = _prepared(6)
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(IclabError, match="needs k \\+ 1 \\+ n_dummy = 7; add pairs to the task or lower --k"):
         sample_episodes(prepared, np.arange(3), 2, k=5, n_dummy=1, rng=np.random.default_rng(0))
     zero_shot = sample_episodes(prepared, np.arange(3), 3, k=0, n_dummy=0, rng=np.random.default_rng(0))
     assert all(e.demos == () and e.dummies == () for e in zero_shot)

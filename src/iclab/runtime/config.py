@@ -46,6 +46,8 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
+    elif first["type"] == "value_error":  # our validators' own sentence, without pydantic's "Value error, "
+        msg = msg.removeprefix("Value error, ")
     n_more = len(err.errors()) - 1
     more = f" (and {n_more} more)" if n_more else ""
     return f"{where}: field '{field}': {msg} (got {first.get('input')!r}){more}; see `iclab show` for valid fields"

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from iclab.runtime.errors import IclabError
+
 from .prompts import PreparedTask
 
 
@@ -39,7 +41,8 @@ def sample_episodes(
     demonstrations are drawn from all other pairs, dummies from the pairs left after that."""
     pairs = prepared.pairs
     if len(pairs) < k + 1 + n_dummy:
-        raise ValueError(f"task {prepared.task.name!r} has {len(pairs)} pairs, needs k + 1 + n_dummy = {k + 1 + n_dummy}")
+        raise IclabError(f"task {prepared.task.name!r} has {len(pairs)} usable pairs, needs k + 1 + n_dummy = "
+                         f"{k + 1 + n_dummy}; add pairs to the task or lower --k / --n_dummy")
     reps = -(-n // len(pool))
     queries = np.concatenate([rng.permutation(pool) for _ in range(reps)])[:n]
     episodes = []

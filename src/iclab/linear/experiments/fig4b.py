@@ -106,8 +106,9 @@ def run(cfg: Fig4bConfig, ctx: RunContext) -> None:
         f"{m}_{s}": summ[summ.method == m].set_index("N").reindex(cfg.Ns)[s].to_numpy()
         for m in W for s in ("mean", "std")})
 
-    mean = summ.pivot(index="N", columns="method", values="mean").reindex(cfg.Ns)
-    std = summ.pivot(index="N", columns="method", values="std").reindex(cfg.Ns)
+    # every method a column even when none of its runs counts (AMP diverging at every N: all NaN)
+    mean = summ.pivot(index="N", columns="method", values="mean").reindex(index=cfg.Ns, columns=list(W))
+    std = summ.pivot(index="N", columns="method", values="std").reindex(index=cfg.Ns, columns=list(W))
     floor = np.array([icl_error_floor(cfg.D, n) for n in cfg.Ns])
     fig, axes = subplots(1, 2, size=(4.4, 3.4))
     ax = axes[0, 0]
