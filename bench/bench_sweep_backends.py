@@ -18,20 +18,9 @@ import time
 from pathlib import Path
 
 from iclab.runtime.ray_backend import RayExecutor
-from iclab.runtime.store import finished_runs
+from iclab.runtime.store import result_files
 from iclab.runtime.sweep import LocalExecutor, sweep
 
-IGNORED = {"env.json", "report.html", "DONE"}  # timings, host and start time
-
-
-def run_files(runs: Path) -> dict[str, bytes]:
-    out = {}
-    for run in finished_runs(runs):
-        path = Path(run["path"])
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and f.name not in IGNORED:
-                out[f"{path.name}/{f.relative_to(path)}"] = f.read_bytes()
-    return out
 
 
 def timed_sweep(experiment: str, grid: dict, runs: Path, executor) -> float:
@@ -56,7 +45,7 @@ def main() -> None:
         local = timed_sweep(args.experiment, grid, Path(tmp) / "local", LocalExecutor(args.cpus))
         ray = timed_sweep(args.experiment, grid, Path(tmp) / "ray",
                           RayExecutor(address=args.address, num_cpus=args.cpus))
-        a, b = run_files(Path(tmp) / "local"), run_files(Path(tmp) / "ray")
+        a, b = result_files(Path(tmp) / "local"), result_files(Path(tmp) / "ray")
         same = a.keys() == b.keys() and all(a[k] == b[k] for k in a)
 
     print(f"{args.experiment} quick preset, {args.points} points, {args.cpus} CPUs")

@@ -284,9 +284,22 @@ def ci_runs(request, tmp_path_factory):
     global PARALLEL
     PARALLEL = JOBS > 1 and len(docs) > 1
     pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="docs")
-    futures = {doc: pool.submit(run_doc, doc, tmp_path_factory.mktemp(doc.stem), False) for doc in docs}
+    # A page that runs `ray start`/`ray stop` manages the machine's Ray processes: it runs alone, after the rest.
+    alone = [d for d in docs if "ray start" in d.read_text(encoding="utf-8")]
+    futures = {doc: pool.submit(run_doc, doc, tmp_path_factory.mktemp(doc.stem), False)
+               for doc in docs if doc not in alone}
+    shared = list(futures.values())
+
+    def after_the_rest(doc: Path) -> list[str]:
+        for fut in shared:
+            fut.exception()  # wait; each file reports its own failure
+        return run_doc(doc, tmp_path_factory.mktemp(doc.stem), False)
+
+    serial = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docs-alone")
+    futures.update({doc: serial.submit(after_the_rest, doc) for doc in alone})
     yield futures
-    pool.shutdown(wait=False, cancel_futures=True)
+    for ex in (pool, serial):
+        ex.shutdown(wait=False, cancel_futures=True)
     if cache is not None:
         cache.set(CACHE_KEY, {**last, **DURATIONS})
 

@@ -28,11 +28,10 @@ os.environ.update(CLUSTER_ENV)
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]' (scripts/setup.sh does)")
 
 from iclab.runtime.ray_backend import RayExecutor  # noqa: E402
-from iclab.runtime.store import finished_runs, is_complete  # noqa: E402
+from iclab.runtime.store import finished_runs, is_complete, result_files  # noqa: E402
 from iclab.runtime.sweep import LocalExecutor, sweep  # noqa: E402
 
 RAY = Path(sys.executable).with_name("ray")
-IGNORED = {"env.json", "report.html", "DONE"}  # timings, host and start time: the rest must match bit for bit
 
 
 def _free_port() -> int:
@@ -66,24 +65,13 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _run_files(runs: Path) -> dict[str, bytes]:
-    """Every file of every finished run, keyed by experiment/hash/relative path (timings left out)."""
-    out = {}
-    for run in finished_runs(runs):
-        path = Path(run["path"])
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and f.name not in IGNORED:
-                out[f"{path.parent.name}/{path.name}/{f.relative_to(path)}"] = f.read_bytes()
-    return out
-
-
 def test_grid_matches_local_backend_exactly(cluster, tmp_path):
     grid = {"seed": [0, 1], "N": [20, 40]}  # prompt lengths x seeds of real training runs (Adam, AMP)
     local = sweep("spinglass.fig2", grid, tmp_path / "local", preset="quick", executor=LocalExecutor(2))
     on_ray = sweep("spinglass.fig2", grid, tmp_path / "ray", preset="quick", executor=RayExecutor(address=cluster))
     assert sorted(r.status for r in local) == sorted(r.status for r in on_ray) == ["done"] * 4
     assert sorted(r.config_hash for r in local) == sorted(r.config_hash for r in on_ray)
-    a, b = _run_files(tmp_path / "local"), _run_files(tmp_path / "ray")
+    a, b = result_files(tmp_path / "local"), result_files(tmp_path / "ray")
     assert len(a) > 4 * 5 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
 
@@ -141,7 +129,7 @@ def test_corrupted_or_partial_run_directories_are_redone(cluster, tmp_path):
     runs = tmp_path / "runs"
     grid = {"seed": [0, 1, 2, 3]}
     first = sweep("test.toy", grid, runs, executor=RayExecutor(address=cluster))
-    before = _run_files(runs)
+    before = result_files(runs)
     paths = sorted(Path(r.path) for r in first)
     (paths[0] / "DONE").unlink()  # partial: never sealed
     table = paths[1] / "tables" / "metrics.csv"
@@ -153,7 +141,7 @@ def test_corrupted_or_partial_run_directories_are_redone(cluster, tmp_path):
     again = sweep("test.toy", grid, runs, executor=RayExecutor(address=cluster))
     status = {Path(r.path): r.status for r in again}
     assert [status[p] for p in paths] == ["done", "done", "done", "skipped"]
-    assert _run_files(runs) == before
+    assert result_files(runs) == before
 
 
 def _wait_for(cond, timeout: float) -> None:

@@ -79,7 +79,9 @@ class RayExecutor:
         common = dict(runtime_env={"env_vars": env}, logging_level=logging.ERROR, log_to_driver=False)
         try:
             if self.address is None:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+                # "local": always a new instance, never a cluster that `ray start` left running here
+                ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                         **common)
             else:
                 ray.init(address=self.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as err:

@@ -93,7 +93,7 @@ def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summa
     h = f"h{level}"
     out = io.StringIO()
     out.write(f"<{h} id=\"{_esc(meta['experiment'])}\">{_esc(meta['experiment'])}: {_esc(meta['title'])}</{h}>")
-    out.write(f"<p>Reproduces <b>{_esc(meta['paper'])}</b>. Preset: <code>{_esc(meta.get('preset'))}</code>, "
+    out.write(f"<p>Reproduces <b>{_esc(meta['paper'])}</b>. Preset: <code>{_esc(meta.get('preset') or 'defaults')}</code>, "
               f"config hash <code>{_esc(meta['config_hash'])}</code>, seed <code>{_esc(env.get('seed'))}</code>, "
               f"{_esc(env.get('seconds'))} s.</p>")
     out.write(claims_table(summary.get("claims", [])))

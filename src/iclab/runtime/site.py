@@ -27,7 +27,7 @@ from .errors import IclabError
 from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, research_line
 from .report import _esc, _fmt, claims_table, page, run_section
 from .results import flatten_config, run_key, run_seed
-from .store import finished_runs
+from .store import finished_runs, replace_dir
 
 MARKER = ".iclab-site"  # marks a directory as ours to replace on the next build
 PER_RUN_ENV = {"seed", "started", "seconds"}  # what differs run to run; the rest describes a machine
@@ -56,7 +56,7 @@ def build_site(runs_dir: str | Path, out_dir: str | Path | None = None) -> Path:
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a site is for reading
         _write_site(tmp, runs)
         (tmp / MARKER).write_text("built by `iclab report`; the next build replaces this whole directory\n")
-        _swap(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -69,17 +69,12 @@ def _check_replaceable(out: Path) -> None:
         raise IclabError(f"{out} exists and is not an iclab site; pass --out a new or empty directory")
 
 
-def _swap(tmp: Path, out: Path) -> None:
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".old-{out.name}-"))
-        os.replace(out, trash / "site")
-        os.replace(tmp, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 # -- grouping ------------------------------------------------------------------------------
+
+def _preset(run: Run) -> str:
+    """A run made without a preset (defaults plus overrides, e.g. a model another experiment trained)."""
+    return run["meta"].get("preset") or "defaults"
+
 
 def _experiment(run: Run) -> str:
     return Path(run["path"]).parent.name
@@ -182,8 +177,8 @@ def _line_body(line: ResearchLine, exps: dict[str, list[Run]]) -> str:
     for name, runs in exps.items():
         meta, newest = runs[0]["meta"], runs[0]
         rows.append([_link(name, name, "index.html"), _esc(meta.get("title", "")), _esc(meta.get("paper", "")),
-                     str(len(runs)), _esc(", ".join(sorted({str(r["meta"].get("preset")) for r in runs}))),
-                     _link(f"{run_key(newest)} ({newest['meta'].get('preset')})", name, run_key(newest), "index.html"),
+                     str(len(runs)), _esc(", ".join(sorted({_preset(r) for r in runs}))),
+                     _link(f"{run_key(newest)} ({_preset(newest)})", name, run_key(newest), "index.html"),
                      _met(runs)])
     return head + intro + _table(["experiment", "what", "reproduces", "runs", "presets", "newest run",
                                   "targets met"], rows)
@@ -195,7 +190,7 @@ def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
     configs = [{k: v for k, v in flatten_config(r["meta"].get("config", {})).items() if k != "seed"} for r in runs]
     fields = list(dict.fromkeys(k for c in configs for k in c))
     vary = [f for f in fields if len({json.dumps(c.get(f), sort_keys=True, default=str) for c in configs}) > 1]
-    rows = [[_link(run_key(r), run_key(r), "index.html"), _esc(r["meta"].get("preset")), _esc(run_seed(r))]
+    rows = [[_link(run_key(r), run_key(r), "index.html"), _esc(_preset(r)), _esc(run_seed(r))]
             + [f"<code>{_esc(_fmt(c.get(f, '')))}</code>" for f in vary]
             + [_esc(r["env"].get("started", "")), _esc(r["env"].get("seconds", "")), _met([r])]
             for r, c in zip(runs, configs)]

@@ -187,7 +187,7 @@ def execute(
         (tmp / "summary.json").write_text(dump_json(summary))
         (tmp / "report.html").write_text(render_run_report(tmp, meta, env, summary))
         write_manifest(tmp, env["started"])
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, (KeyboardInterrupt, IclabError)):
@@ -215,8 +215,9 @@ def _remove_abandoned_attempts(final: Path) -> None:
             pass
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished temporary run into place, replacing any stale or forced-over run."""
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished temporary directory into place, replacing any older one (a stale or forced-over
+    run, an earlier report site) so readers see the old or the new, never a mix."""
     if dst.exists():
         trash = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".old-{dst.name}-"))
         os.replace(dst, trash / "run")
@@ -246,6 +247,21 @@ def load_run(path: Path) -> dict[str, Any]:
         "env": json.loads((path / "env.json").read_text()),
         "summary": json.loads((path / "summary.json").read_text()),
     }
+
+
+TIMING_FILES = {"env.json", "report.html", DONE}  # hold start times, durations and the host
+
+
+def result_files(runs_dir: Path) -> dict[str, bytes]:
+    """Every file of every finished run but the timing ones, keyed by experiment/hash/path: two stores
+    with equal `result_files` hold the same results (how backends are checked against each other)."""
+    out = {}
+    for run in finished_runs(runs_dir):
+        path = Path(run["path"])
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and f.name not in TIMING_FILES:
+                out[f"{path.parent.name}/{path.name}/{f.relative_to(path).as_posix()}"] = f.read_bytes()
+    return out
 
 
 def finished_runs(runs_dir: Path, experiment: str | None = None) -> list[dict[str, Any]]:
