@@ -186,11 +186,20 @@ def test_cli_sweep_on_ray_prints_summary_and_results_land_in_store(cluster, tmp_
     (["--max-retries", "-1"], "--max-retries must be 0 or more"),
 ])
 def test_cli_bad_ray_options_give_one_line_errors(tmp_path, args, message):
+    """(No cluster needed: each fails before Ray starts.)"""
     cmd = [sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0", "--backend", "ray", *args]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs" / "test.toy").exists() or not any((tmp_path / "runs" / "test.toy").iterdir())
+
+
+def test_run_bigger_than_the_cluster_is_a_one_line_error_not_a_hang(cluster, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0", "--backend", "ray",
+                           "--address", cluster, "--cpus", "3"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "a run asks for cpus=3 but the Ray cluster has 2 CPUs in all" in proc.stderr
 
 
 def test_resources_are_not_part_of_a_runs_identity():

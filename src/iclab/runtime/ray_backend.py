@@ -89,6 +89,15 @@ class RayExecutor:
             raise IclabError(f"cannot start or reach a Ray cluster at {where} ({_first_line(err)}); start one with "
                              "`ray start --head` (docs/howto/ray-cluster.md) or drop --address") from None
 
+    def _check_fits(self, ray: Any, items: Sequence[Any]) -> None:
+        """A run asking for more than the whole cluster has would wait forever: say so instead."""
+        have = ray.cluster_resources()
+        for key, field in (("CPU", "cpus"), ("GPU", "gpus")):
+            want = max((getattr(item, field, 0.0) for item in items), default=0.0)
+            if want > have.get(key, 0.0):
+                raise IclabError(f"a run asks for {field}={want:g} but the Ray cluster has {have.get(key, 0.0):g} "
+                                 f"{key}s in all; lower --{field} or add nodes (or --workers for a private instance)")
+
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         ray = _import_ray()
         own = not ray.is_initialized()
@@ -97,6 +106,7 @@ class RayExecutor:
         task = ray.remote(_run_with_threads)
         pending: dict[Any, Any] = {}
         try:
+            self._check_fits(ray, items)
             for item in items:
                 cpus, gpus = getattr(item, "cpus", 1.0), getattr(item, "gpus", 0.0)
                 ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries,
