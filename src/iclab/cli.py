@@ -191,7 +191,7 @@ def results_cmd(
         shown = list(frame.columns)
     else:
         frame, lead, table_cols = collate(name, runs_dir, table)
-        shown = list(dict.fromkeys([*lead[:1], *varying(frame, lead[1:]), *table_cols]))
+        shown = list(dict.fromkeys([*lead[:1], *varying(frame.to_dict("records"), lead[1:]), *table_cols]))
     n_runs = frame[shown[0]].nunique() if shown else 0
     rows = frame if limit <= 0 else frame.head(limit)
     out = Table(title=f"{name}: {'claims' if claims else table} ({n_runs} run{'s' * (n_runs != 1)}, {len(frame)} rows)")

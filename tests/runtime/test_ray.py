@@ -169,10 +169,14 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_a_rerun_resumes(cluster, tmp_path):
     assert f"6 points: 6 finished ({done} already done), 0 failed" in rerun.stdout
 
 
+def ray_sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`iclab sweep test.toy --backend ray ARGS...`, run as a user would, in tmp_path."""
+    cmd = [sys.executable, "-m", "iclab", "sweep", "test.toy", "--backend", "ray", *args]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
 def test_cli_sweep_on_ray_prints_summary_and_results_land_in_store(cluster, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0,1", "--backend", "ray",
-                           "--address", cluster, "--cpus", "2"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = ray_sweep(tmp_path, "--grid", "seed=0,1", "--address", cluster, "--cpus", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 points: 2 finished (0 already done), 0 failed" in proc.stdout
     runs = finished_runs(tmp_path / "runs", "test.toy")
@@ -187,17 +191,14 @@ def test_cli_sweep_on_ray_prints_summary_and_results_land_in_store(cluster, tmp_
 ])
 def test_cli_bad_ray_options_give_one_line_errors(tmp_path, args, message):
     """(No cluster needed: each fails before Ray starts.)"""
-    cmd = [sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0", "--backend", "ray", *args]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = ray_sweep(tmp_path, "--grid", "seed=0", *args, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs" / "test.toy").exists() or not any((tmp_path / "runs" / "test.toy").iterdir())
 
 
 def test_run_bigger_than_the_cluster_is_a_one_line_error_not_a_hang(cluster, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0", "--backend", "ray",
-                           "--address", cluster, "--cpus", "3"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = ray_sweep(tmp_path, "--grid", "seed=0", "--address", cluster, "--cpus", "3")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "a run asks for cpus=3 but the Ray cluster has 2 CPUs in all" in proc.stderr
 

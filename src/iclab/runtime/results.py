@@ -125,9 +125,9 @@ def claims(experiment: str | None = None, runs_dir: str | Path = "runs") -> pd.D
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The columns that take more than one value in `frame` (what tells its runs apart)."""
-    return [c for c in columns if frame[c].map(lambda v: "" if _missing(v) else repr(v)).nunique() > 1]
+def varying(records: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """The keys that take more than one value across `records` (what tells runs apart; absent = missing)."""
+    return [k for k in keys if len({"" if _missing(r.get(k)) else repr(r.get(k)) for r in records}) > 1]
 
 
 def cell_text(value: Any) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from .errors import IclabError
 from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, research_line
 from .report import _esc, _fmt, claims_table, page, run_section
-from .results import flatten_config, run_key, run_seed
+from .results import flatten_config, run_key, run_seed, varying
 from .store import finished_runs, replace_dir
 
 MARKER = ".iclab-site"  # marks a directory as ours to replace on the next build
@@ -189,7 +189,7 @@ def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
     head = _nav(_link("iclab results", "..", "..", "index.html"), _link(line.title, "..", "index.html"), _esc(name))
     configs = [{k: v for k, v in flatten_config(r["meta"].get("config", {})).items() if k != "seed"} for r in runs]
     fields = list(dict.fromkeys(k for c in configs for k in c))
-    vary = [f for f in fields if len({json.dumps(c.get(f), sort_keys=True, default=str) for c in configs}) > 1]
+    vary = varying(configs, fields)
     rows = [[_link(run_key(r), run_key(r), "index.html"), _esc(_preset(r)), _esc(run_seed(r))]
             + [f"<code>{_esc(_fmt(c.get(f, '')))}</code>" for f in vary]
             + [_esc(r["env"].get("started", "")), _esc(r["env"].get("seconds", "")), _met([r])]
