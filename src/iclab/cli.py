@@ -1,4 +1,4 @@
-"""The `iclab` command line: list, show, run, sweep, reproduce, results, report."""
+"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report."""
 
 from __future__ import annotations
 
@@ -220,6 +220,17 @@ def report(
     from .runtime.site import build_site
 
     console.print(f"report: {build_site(runs_dir, out)}", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command()
+def redraw(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories, e.g. runs/spinglass.fig2/<hash>.")],
+) -> None:
+    """Rebuild finished runs' figures, claims and report from their saved results, without recomputing."""
+    from .runtime.store import redraw as redraw_run
+
+    for path in run_dirs:
+        console.print(f"redrawn: {redraw_run(path)}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

@@ -63,9 +63,12 @@ def test_a_sweep_is_one_tidy_frame(toy_sweep):
 
 def test_claims_frame(toy_sweep):
     df = claims("test.toy", toy_sweep)
-    assert list(df.columns) == CLAIM_COLUMNS and len(df) == 3
-    assert set(df["name"]) == {"mean"} and df["passed"].all() and set(df["experiment"]) == {"test.toy"}
-    assert len(claims(runs_dir=toy_sweep)) == 3
+    assert list(df.columns) == CLAIM_COLUMNS and len(df) == 6
+    assert set(df["name"]) == {"mean", "count"} and set(df["experiment"]) == {"test.toy"}
+    assert set(df[df.kind == "sanity"].verdict) == {"holds"}
+    mean = df[df.name == "mean"]
+    assert (mean.ours_lo <= mean.ours).all() and (mean.ours <= mean.ours_hi).all()
+    assert len(claims(runs_dir=toy_sweep)) == 6
 
 
 def test_nested_config_lists_and_name_clashes(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from iclab.runtime import ExperimentConfig, experiment
+from iclab.runtime import Estimate, ExperimentConfig, experiment
 
 
 class ToyConfig(ExperimentConfig):
@@ -23,6 +23,7 @@ class ToyConfig(ExperimentConfig):
     sleep: float = Field(0.0, ge=0, description="Seconds to sleep before finishing.")
     pid_dir: str = Field("", description="If set, record each attempt as <pid_dir>/<seed>-<pid>-<ns> (fault tests).")
     die: bool = Field(False, description="Kill the worker process mid-run, as an OOM kill or a lost node would.")
+    paper_mean: float = Field(0.0, description="The 'paper value' the mean is compared with (to plant wrong ones).")
 
 
 @experiment("test.toy", ToyConfig, presets={"quick": {"n": 3}, "paper": {"n": 50}},
@@ -33,12 +34,25 @@ def run(cfg: ToyConfig, ctx):
     rng = np.random.default_rng(cfg.seed)
     x = rng.normal(size=cfg.n) * cfg.scale
     ctx.table(pd.DataFrame({"i": np.arange(cfg.n), "x": x}))
-    fig, ax = plt.subplots()
-    ax.plot(x)
-    ctx.figure(fig, "draws", caption="the draws")
     time.sleep(cfg.sleep)
     if cfg.die:
         os.kill(os.getpid(), signal.SIGKILL)
     if cfg.fail:
         raise RuntimeError("boom")
-    ctx.claim("mean", paper="about 0", ours=float(x.mean()), target="|mean| < 10", passed=abs(x.mean()) < 10)
+    ctx.note("draws are standard normal times scale")
+
+
+@run.figures
+def figures(cfg: ToyConfig, res, ctx):
+    fig, ax = plt.subplots()
+    ax.plot(res.table().x)
+    ctx.figure(fig, "draws", caption="the draws")
+
+
+@run.verdicts
+def verdicts(cfg: ToyConfig, res, ctx):
+    x = res.table().x.to_numpy()
+    ctx.claim("mean", kind="paper-value", paper="the mean is about 0", paper_value=cfg.paper_mean,
+              source="nobody 2026, Fig. 0", ours=Estimate.mean(x, unit="draws"), tolerance=1.0)
+    ctx.claim("count", kind="sanity", paper="one row per draw", ours=Estimate.exact(len(x)),
+              expect=("between", cfg.n, cfg.n))

@@ -2,8 +2,11 @@
 
 from .config import ExperimentConfig as ExperimentConfig
 from .errors import IclabError as IclabError
-from .experiment import Claim as Claim
+from .claims import Claim as Claim
+from .claims import Estimate as Estimate
+from .claims import judge as judge
 from .experiment import Experiment as Experiment
+from .experiment import Results as Results
 from .experiment import RunContext as RunContext
 from .experiment import experiment as experiment
 from .experiment import get_experiment as get_experiment
@@ -15,6 +18,7 @@ from .site import build_site as build_site
 from .store import RunResult as RunResult
 from .store import execute as execute
 from .store import finished_runs as finished_runs
+from .store import redraw as redraw
 from .sweep import Executor as Executor
 from .sweep import LocalExecutor as LocalExecutor
 from .sweep import SerialExecutor as SerialExecutor

@@ -1,17 +1,26 @@
 """The experiment registry and the context an experiment writes its results through.
 
-An experiment is a small Python function decorated with `@experiment(...)`:
+An experiment is three small functions: compute (config -> saved tables and arrays), figures
+(saved results -> figures) and verdicts (saved results -> claims):
 
     @experiment("spinglass.fig4b", Fig4bConfig, presets={"quick": {...}, "paper": {...}},
                 title="ICL test loss vs prompt length", paper="Li, Bai, Huang 2024, Fig. 4b")
-    def run(cfg: Fig4bConfig, ctx: RunContext) -> None:
-        ...
-        ctx.table(df, "metrics")
-        ctx.figure(fig, "test_loss_vs_N", caption="...")
-        ctx.claim("AMP vs Adam", paper="AMP tracks Adam", ours=gap, target="<= 0.02", passed=gap <= 0.02)
+    def compute(cfg: Fig4bConfig, ctx: RunContext) -> None:
+        ctx.table(df, "metrics")                      # everything the figures and verdicts need
 
-The runtime (`iclab.runtime.store`) owns where things go on disk; experiments never
-touch paths themselves, which is what makes runs atomic and resumable.
+    @compute.figures
+    def figures(cfg: Fig4bConfig, res: Results, ctx: RunContext) -> None:
+        ctx.figure(fig, "test_loss_vs_N", caption="...")   # drawn from res.table("metrics") only
+
+    @compute.verdicts
+    def verdicts(cfg: Fig4bConfig, res: Results, ctx: RunContext) -> None:
+        ctx.claim("AMP − Adam at N=200", kind="paper-shape", paper="AMP tracks Adam", source="Fig. 4b",
+                  ours=Estimate.mean(gaps), expect=("<=", 0.02))
+
+Figures and verdicts read only what compute saved, so `iclab redraw RUN_DIR` rebuilds them (and the
+report) without recomputing, and the runtime, not the experiment, computes every verdict
+(`iclab.runtime.claims`). The runtime (`iclab.runtime.store`) owns where things go on disk;
+experiments never touch paths themselves, which is what makes runs atomic and resumable.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .claims import Claim, Estimate
 from .config import ExperimentConfig, build_config
 from .errors import IclabError
 
@@ -70,32 +80,54 @@ def research_line(experiment_name: str) -> ResearchLine:
 
 
 @dataclass
-class Claim:
-    """One number of ours beside the paper's statement of it."""
-
-    name: str
-    paper: str  # what the paper claims, in words or numbers
-    ours: Any  # the value we computed
-    target: str | None = None  # the acceptance criterion, e.g. "<= 0.02"
-    passed: bool | None = None  # None: qualitative, no criterion
-
-
-@dataclass
 class FigureRecord:
     name: str
     caption: str
     files: list[str]
 
 
+FORMAT = 2  # of a run directory: 2 = compute / figures / verdicts, claims with kinds and intervals
+
+
 @dataclass
 class Experiment:
     name: str
     config_cls: type[ExperimentConfig]
-    fn: Callable[[Any, "RunContext"], None]
+    fn: Callable[[Any, "RunContext"], None]  # compute: config -> saved tables, arrays, json
     presets: dict[str, dict[str, Any]]
     title: str
     paper: str  # citation of the figure / table reproduced
     description: str = ""
+    draw: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> figures
+    judge: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> claims
+
+    def figures(self, fn: Callable[[Any, Results, RunContext], None]) -> Callable[[Any, Results, RunContext], None]:
+        """Decorator: register `fn(cfg, results, ctx)` as this experiment's figures."""
+        self.draw = fn
+        return fn
+
+    def verdicts(self, fn: Callable[[Any, Results, RunContext], None]) -> Callable[[Any, Results, RunContext], None]:
+        """Decorator: register `fn(cfg, results, ctx)` as this experiment's claims."""
+        self.judge = fn
+        return fn
+
+    def __call__(self, cfg: Any, ctx: RunContext) -> None:
+        """Compute, then draw and judge from what was saved (the order `execute` follows)."""
+        ctx.phase = "compute"
+        self.fn(cfg, ctx)
+        ctx.save_computed()
+        self.finish(cfg, ctx)
+
+    def finish(self, cfg: Any, ctx: RunContext) -> None:
+        """Figures and claims from the saved results in ctx.out_dir (a fresh run, or `iclab redraw`)."""
+        res = Results(ctx.out_dir)
+        if self.draw is not None:
+            ctx.phase = "figures"
+            self.draw(cfg, res, ctx)
+        if self.judge is not None:
+            ctx.phase = "verdicts"
+            self.judge(cfg, res, ctx)
+        ctx.phase = "done"
 
     def make_config(self, preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
         values: dict[str, Any] = {}
@@ -120,16 +152,18 @@ def experiment(
     presets: dict[str, dict[str, Any]],
     title: str,
     paper: str,
-) -> Callable[[Callable[[Any, RunContext], None]], Callable[[Any, RunContext], None]]:
-    """Register `fn(cfg, ctx)` as experiment `name` (e.g. ``"spinglass.fig4b"``)."""
+) -> Callable[[Callable[[Any, RunContext], None]], Experiment]:
+    """Register `fn(cfg, ctx)` as the compute step of experiment `name` (e.g. ``"spinglass.fig4b"``);
+    the returned Experiment's `.figures` and `.verdicts` decorators register the other two steps."""
     for p, values in presets.items():  # fail at import time, not at run time
         build_config(config, values, where=f"{name} preset {p!r}")
 
-    def deco(fn: Callable[[Any, RunContext], None]) -> Callable[[Any, RunContext], None]:
+    def deco(fn: Callable[[Any, RunContext], None]) -> Experiment:
         if name in _REGISTRY:
             raise RuntimeError(f"experiment {name} registered twice")
-        _REGISTRY[name] = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""))
-        return fn
+        exp = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""))
+        _REGISTRY[name] = exp
+        return exp
 
     return deco
 
@@ -159,9 +193,44 @@ def get_experiment(name: str) -> Experiment:
     return registry[name]
 
 
+class Results:
+    """A run's saved results, as the figures and verdicts steps read them (and nothing else)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        computed = json.loads((self.path / COMPUTED).read_text())
+        self.tables: list[str] = computed["tables"]
+        self.notes: list[str] = computed["notes"]
+
+    def table(self, name: str = "metrics") -> Any:
+        import pandas as pd
+
+        path = self.path / "tables" / f"{name}.csv"
+        if not path.is_file():
+            raise IclabError(f"run {self.path} has no table {name!r}; its tables: {', '.join(self.tables) or 'none'}")
+        return pd.read_csv(path)
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        path = self.path / "arrays" / f"{name}.npz"
+        if not path.is_file():
+            raise IclabError(f"run {self.path} has no arrays {name!r}")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def json(self, name: str) -> Any:
+        path = self.path / "data" / f"{name}.json"
+        if not path.is_file():
+            raise IclabError(f"run {self.path} has no data {name!r}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+COMPUTED = "computed.json"  # what compute saved (tables, notes) and the run's format
+
+
 @dataclass
 class RunContext:
-    """Where an experiment writes: tables, figures, arrays, claims. Paths are the runtime's business."""
+    """Where an experiment writes: tables, arrays and data (compute), figures (figures), claims
+    (verdicts). Paths are the runtime's business."""
 
     out_dir: Path
     experiment: str
@@ -171,11 +240,23 @@ class RunContext:
     tables: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    phase: str = "compute"  # compute | figures | verdicts | done: what may be written now
+
+    def _only_in(self, phase: str, what: str) -> None:
+        if self.phase != phase:
+            raise RuntimeError(f"{self.experiment}: {what} belong in the experiment's {phase} step "
+                               f"(called during {self.phase}); figures and verdicts read saved results only")
+
+    def save_computed(self) -> None:
+        """Record what compute saved: `Results` and `iclab redraw` read it back."""
+        (self.out_dir / COMPUTED).write_text(dump_json({"format": FORMAT, "tables": self.tables, "notes": self.notes}))
 
     # -- outputs ---------------------------------------------------------------------------
     def figure(self, fig: Any, name: str, caption: str) -> None:
         """Save a matplotlib figure as PNG and SVG, record its caption, and close it."""
         import matplotlib.pyplot as plt
+
+        self._only_in("figures", "figures")
 
         files = []
         for ext in ("png", "svg"):
@@ -188,6 +269,7 @@ class RunContext:
 
     def table(self, df: Any, name: str = "metrics") -> None:
         """Save a tidy pandas DataFrame as CSV (`metrics` is the run's main table)."""
+        self._only_in("compute", "tables")
         path = self.out_dir / "tables" / f"{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(path, index=False)
@@ -195,25 +277,34 @@ class RunContext:
 
     def arrays(self, name: str, **arrays: Any) -> None:
         """Save raw arrays (npz, no pickles) so figures can be redrawn without rerunning."""
+        self._only_in("compute", "arrays")
         path = self.out_dir / "arrays" / f"{name}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
 
     def json(self, name: str, obj: Any) -> None:
         """Save JSON-serialisable data (e.g. the exact prompts a number came from) as data/<name>.json."""
+        self._only_in("compute", "data")
         path = self.out_dir / "data" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
-    def claim(self, name: str, *, paper: str, ours: Any, target: str | None = None, passed: bool | None = None) -> None:
-        """Put one of our numbers beside the paper's claim (and an acceptance target, if any)."""
-        if isinstance(ours, (np.floating, np.integer)):
-            ours = ours.item()
-        self.claims.append(Claim(name, paper, ours, target, None if passed is None else bool(passed)))
+    def claim(self, name: str, *, kind: str, paper: str, ours: Estimate, paper_value: float | list[float] | None = None,
+              source: str | None = None, tolerance: float | None = None, rel_tolerance: float | None = None,
+              expect: tuple[Any, ...] | None = None, note: str = "") -> None:
+        """Put our estimate beside a statement of the paper, under a tolerance declared here; the runtime
+        computes the verdict (`iclab.runtime.claims`). A malformed claim is a one-line IclabError."""
+        self._only_in("verdicts", "claims")
+        if any(c.name == name for c in self.claims):
+            raise IclabError(f"{self.experiment}: claim {name!r} stated twice; give each claim its own name")
+        if isinstance(paper_value, np.ndarray):
+            paper_value = paper_value.tolist()
+        self.claims.append(Claim(name, kind, paper, ours, paper_value, source, tolerance, rel_tolerance,
+                                 expect, note))
 
     def note(self, text: str) -> None:
-        """A sentence for the report: a deviation from the paper, a documented choice."""
-        self.notes.append(text)
+        """A sentence for the report: a deviation from the paper, a documented choice (any step)."""
+        self.notes.append(str(text))
 
     # -- progress --------------------------------------------------------------------------
     def progress(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
@@ -230,9 +321,10 @@ class RunContext:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "format": FORMAT,
             "figures": [vars(f) for f in self.figures],
             "tables": self.tables,
-            "claims": [vars(c) for c in self.claims],
+            "claims": [c.to_dict() for c in self.claims],
             "notes": self.notes,
         }
 

@@ -20,6 +20,7 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
+.unsure{color:#9a6700;font-weight:600}.info{color:#57606a}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
 details{margin:.5em 0}code{background:#f6f8fa;padding:0 .2em}.note{background:#fff8c5;padding:.3em .6em;margin:.3em 0}
 nav{font-size:.9em;color:#555;margin-bottom:1em}a{color:#0550ae}td{overflow-wrap:anywhere}
@@ -36,22 +37,57 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _verdict(passed: bool | None) -> str:
-    if passed is None:
-        return "—"
-    return '<span class="pass">yes</span>' if passed else '<span class="fail">no</span>'
+VERDICT_CLASS = {"reproduced": "pass", "holds": "pass", "differs": "fail", "fails": "fail",
+                 "inconclusive": "unsure", "reported": "info"}
 
 
-def claims_table(claims: list[dict[str, Any]]) -> str:
-    if not claims:
+def verdict_html(verdict: str) -> str:
+    return f'<span class="{VERDICT_CLASS.get(verdict, "info")}">{_esc(verdict)}</span>'
+
+
+def estimate_text(ours: dict[str, Any]) -> str:
+    """'0.75 [0.71, 0.79]' with the interval when there is one."""
+    v = _fmt(ours["value"])
+    if ours.get("lo") is None or ours["lo"] == ours["hi"] == ours["value"]:
+        return v
+    return f"{v} [{_fmt(ours['lo'])}, {_fmt(ours['hi'])}]"
+
+
+def paper_value_text(pv: Any) -> str:
+    if pv is None:
         return ""
-    rows = "".join(
-        f"<tr><td>{_esc(c['name'])}</td><td>{_esc(c['paper'])}</td><td>{_esc(_fmt(c['ours']))}</td>"
-        f"<td>{_esc(c.get('target') or '')}</td><td>{_verdict(c.get('passed'))}</td></tr>"
-        for c in claims
-    )
-    return ("<table><tr><th>quantity</th><th>paper</th><th>ours</th><th>target</th><th>met</th></tr>"
-            f"{rows}</table>")
+    if isinstance(pv, list):
+        shown = ", ".join(_fmt(float(x)) for x in pv[:8])
+        return f"[{shown}{', …' if len(pv) > 8 else ''}]"
+    return _fmt(float(pv))
+
+
+SECTIONS = (("paper-value", "Paper's numbers"), ("paper-shape", "Paper's qualitative claims"),
+            ("sanity", "Sanity checks (not counted as reproduction)"),
+            ("engineering", "Engineering (sizes, speed; not science)"))
+
+
+def claims_table(claims: list[dict[str, Any]], kinds: tuple[str, ...] | None = None) -> str:
+    """The claims of one run, a section per kind: the paper's claim and value (with its source), ours
+    with its interval and how it was made, the declared tolerance, and the computed verdict."""
+    out = []
+    for kind, title in SECTIONS:
+        if kinds is not None and kind not in kinds:
+            continue
+        rows = [c for c in claims if c.get("kind") == kind]
+        if not rows:
+            continue
+        trs = "".join(
+            f"<tr><td>{_esc(c['name'])}</td><td>{_esc(c['paper'])}"
+            + (f"<br><small>{_esc(c['source'])}</small>" if c.get("source") else "") + "</td>"
+            f"<td>{_esc(paper_value_text(c.get('paper_value')))}</td>"
+            f"<td>{_esc(estimate_text(c['ours']))}<br><small>{_esc(c['ours'].get('method', ''))}</small></td>"
+            f"<td>{_esc(c.get('target') or '')}</td><td>{verdict_html(c['verdict'])}"
+            + (f"<br><small>{_esc(c['note'])}</small>" if c.get("note") else "") + "</td></tr>"
+            for c in rows)
+        out.append(f"<h3>{_esc(title)}</h3><table><tr><th>quantity</th><th>paper's claim</th><th>paper's value</th>"
+                   f"<th>ours</th><th>tolerance</th><th>verdict</th></tr>{trs}</table>")
+    return "".join(out)
 
 
 def kv_table(d: dict[str, Any]) -> str:

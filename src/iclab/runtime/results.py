@@ -14,10 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from .claims import Claim
 from .errors import IclabError
 from .store import finished_runs
 
-CLAIM_COLUMNS = ["run", "experiment", "preset", "seed", "name", "paper", "ours", "target", "passed"]
+CLAIM_COLUMNS = ["run", "experiment", "preset", "seed", "name", "kind", "paper", "paper_value", "source", "ours",
+                 "ours_lo", "ours_hi", "method", "target", "verdict"]
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,11 +119,12 @@ def claims(experiment: str | None = None, runs_dir: str | Path = "runs") -> pd.D
         runs = sorted(runs, key=lambda r: (Path(r["path"]).parent.name, r["env"].get("started", ""), run_key(r)))
     rows = []
     for r in runs:
-        for c in r["summary"].get("claims", []):
-            ours = c.get("ours")
-            rows.append([run_key(r), Path(r["path"]).parent.name, r["meta"].get("preset"), run_seed(r), c.get("name"),
-                         c.get("paper"), json.dumps(ours) if isinstance(ours, (list, dict)) else ours,
-                         c.get("target"), c.get("passed")])
+        for d in r["summary"].get("claims", []):
+            c = Claim.from_dict(d)  # the verdict is recomputed from the numbers, never read
+            pv = c.paper_value
+            rows.append([run_key(r), Path(r["path"]).parent.name, r["meta"].get("preset"), run_seed(r), c.name,
+                         c.kind, c.paper, json.dumps(pv) if isinstance(pv, list) else pv, c.source, c.ours.value,
+                         c.ours.lo, c.ours.hi, c.ours.method, c.target, c.verdict])
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 

@@ -1,21 +1,40 @@
-"""Reproducible random streams and temporary thread settings for experiments."""
+"""One seeding scheme for every experiment, and temporary thread settings.
+
+Every random draw of a run comes from a stream named by a key under the run's master seed:
+`make_gen(seed, "train", i, r)` (torch) and `make_rng(seed, "probe-split")` (numpy) hash
+(seed, *key) through numpy's SeedSequence, so streams are independent, reproducible, and adding
+a sweep point or a repeat never shifts the draws of the others. Keys are ints or strings.
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
+Key = int | str
 
-def make_gen(seed: int, stream: int, i: int = 0, j: int = 0) -> torch.Generator:
-    """A torch.Generator for (stream, i, j) derived from the master seed: independent, reproducible.
 
-    `stream` names what is drawn (e.g. 0 train data, 1 test data, 2 inits), i and j index the
-    sweep point and the repeat (each < 10 000, stream < 64), so every (seed, stream, i, j) gets
-    its own seed and adding points or repeats never shifts the others' draws.
-    """
-    return torch.Generator().manual_seed(((seed * 64 + stream) * 10_000 + i) * 10_000 + j)
+def seed_sequence(seed: int, *key: Key) -> np.random.SeedSequence:
+    """The SeedSequence of stream `key` under master seed `seed` (strings enter as their CRC-32)."""
+    parts = [int(seed)] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in key]
+    if any(p < 0 for p in parts):
+        raise ValueError(f"seeds and stream keys must be >= 0 (got {parts})")
+    return np.random.SeedSequence(parts)
+
+
+def make_rng(seed: int, *key: Key) -> np.random.Generator:
+    """A numpy Generator for stream `key` of master seed `seed`."""
+    return np.random.default_rng(seed_sequence(seed, *key))
+
+
+def make_gen(seed: int, *key: Key) -> torch.Generator:
+    """A torch.Generator for stream `key` of master seed `seed` (e.g. `make_gen(seed, 0, i, r)`: stream 0,
+    sweep point i, repeat r)."""
+    return torch.Generator().manual_seed(int(seed_sequence(seed, *key).generate_state(1, np.uint64)[0] >> 1))
 
 
 @contextmanager

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .claims import PAPER_KINDS, count_verdicts
 from .errors import IclabError
 from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, research_line
-from .report import _esc, _fmt, claims_table, page, run_section
+from .report import _esc, _fmt, claims_table, estimate_text, page, run_section, verdict_html
 from .results import flatten_config, run_key, run_seed, varying
 from .store import finished_runs, replace_dir
 
@@ -96,8 +97,15 @@ def _lines(runs: list[Run]) -> dict[ResearchLine, dict[str, list[Run]]]:
 
 
 def _met(runs: list[Run]) -> str:
-    judged = [c for r in runs for c in r["summary"].get("claims", []) if c.get("passed") is not None]
-    return f"{sum(bool(c['passed']) for c in judged)}/{len(judged)}" if judged else "—"
+    """Verdicts of the paper's claims (paper-value and paper-shape) over these runs, e.g. '5 reproduced,
+    1 differs'; sanity and engineering claims are not counted."""
+    counts = count_verdicts([c for r in runs for c in r["summary"].get("claims", [])])
+    tally: dict[str, int] = {}
+    for kind in PAPER_KINDS:
+        for verdict, n in counts[kind].items():
+            tally[verdict] = tally.get(verdict, 0) + n
+    order = ["reproduced", "differs", "inconclusive", "reported"]
+    return ", ".join(f"{tally[v]} {v}" for v in order if tally.get(v)) or "—"
 
 
 def _href(*parts: str) -> str:
@@ -148,7 +156,7 @@ def _index_body(lines: dict[ResearchLine, dict[str, list[Run]]], runs: list[Run]
     return (f"<h1>iclab results</h1><p>{len(runs)} finished runs of {n_exp} experiments. Each run page shows the "
             "paper's claim beside our number, every figure with its settings and seed, and the environment.</p>"
             "<h2>Research lines</h2>"
-            + _table(["research line", "paper", "package", "experiments", "runs", "targets met"], rows)
+            + _table(["research line", "paper", "package", "experiments", "runs", "verdicts (paper claims)"], rows)
             + "<h2>Environments</h2><p>The machines and versions the runs came from.</p>" + _environments(runs))
 
 
@@ -181,7 +189,7 @@ def _line_body(line: ResearchLine, exps: dict[str, list[Run]]) -> str:
                      _link(f"{run_key(newest)} ({_preset(newest)})", name, run_key(newest), "index.html"),
                      _met(runs)])
     return head + intro + _table(["experiment", "what", "reproduces", "runs", "presets", "newest run",
-                                  "targets met"], rows)
+                                  "verdicts (paper claims)"], rows)
 
 
 def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
@@ -198,7 +206,7 @@ def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
             f"</b>. {len(runs)} finished run{'s' if len(runs) != 1 else ''}, newest first"
             + (f"; the settings that differ between them: {_esc(', '.join(vary))}" if vary else "") + ".</p>"
             + "<h2>Runs</h2>"
-            + _table(["run", "preset", "seed", *vary, "started", "seconds", "targets met"], rows)
+            + _table(["run", "preset", "seed", *vary, "started", "seconds", "verdicts (paper claims)"], rows)
             + _claims_across(runs))
     newest = runs[0]
     body += (f"<h2>Newest run's claims ({_link(run_key(newest), run_key(newest), 'index.html')})</h2>"
@@ -216,8 +224,7 @@ def _claims_across(runs: list[Run]) -> str:
         return ""
 
     def cell(c: dict[str, Any]) -> str:
-        cls = {True: ' class="pass"', False: ' class="fail"'}.get(c.get("passed"), "")
-        return f"<span{cls}>{_esc(_fmt(c.get('ours')))}</span>"
+        return f"{_esc(estimate_text(c['ours']))} {verdict_html(c['verdict'])}"
 
     rows = [[_link(run_key(r), run_key(r), "index.html")] + [cell(claims[n]) for n in common]
             for r, claims in zip(runs, per_run)]

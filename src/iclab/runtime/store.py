@@ -4,8 +4,10 @@ Layout of a finished run, `runs/<experiment>/<config-hash>/`:
 
     config.json    resolved config (+ experiment name and preset)
     env.json       versions, seed, host, timings
-    summary.json   claims, figures, tables, notes (what the report shows)
-    tables/*.csv   tidy metrics; figures/*.png|svg; arrays/*.npz
+    computed.json  what the compute step saved (tables, notes) and the run format
+    summary.json   claims (with their computed verdicts), figures, tables, notes (what the report shows)
+    tables/*.csv   tidy metrics; arrays/*.npz; data/*.json: the saved results
+    figures/*.png|svg  drawn from the saved results (`iclab redraw` draws them again)
     report.html    self-contained report of this run
     DONE           written last: the manifest (size and sha256 of every file); a run without it,
                    or whose files do not match it, is not a result and is redone
@@ -34,7 +36,7 @@ from typing import Any
 from .config import ExperimentConfig
 from .seeding import torch_threads
 from .errors import IclabError
-from .experiment import Experiment, RunContext, dump_json
+from .experiment import COMPUTED, FORMAT, Experiment, RunContext, dump_json, get_experiment
 
 DONE = "DONE"
 
@@ -161,8 +163,6 @@ def execute(
     quiet: bool = False,
 ) -> RunResult:
     """Run `exp` with `config` into the store, unless a finished run of the same config exists."""
-    from .report import render_run_report
-
     runs_dir = ensure_writable(runs_dir)
     final = run_dir(runs_dir, exp.name, config)
     if is_complete(final, verify=True) and not force:
@@ -177,15 +177,13 @@ def execute(
         ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet, runs_dir=runs_dir)
         _seed_everything(config.seed)
         with torch_threads(run_threads()):
-            exp.fn(config, ctx)
+            exp(config, ctx)
         env["seconds"] = round(time.perf_counter() - t0, 3)
         meta = {"experiment": exp.name, "title": exp.title, "paper": exp.paper, "preset": preset,
                 "config_hash": config.hash(), "config": config.model_dump(mode="json")}
         (tmp / "config.json").write_text(dump_json(meta))
         (tmp / "env.json").write_text(dump_json(env))
-        summary = ctx.summary()
-        (tmp / "summary.json").write_text(dump_json(summary))
-        (tmp / "report.html").write_text(render_run_report(tmp, meta, env, summary))
+        _write_summary(tmp, ctx, meta, env)
         write_manifest(tmp, env["started"])
         replace_dir(tmp, final)
     except BaseException as err:
@@ -195,6 +193,58 @@ def execute(
         return RunResult(exp.name, config.hash(), str(final), "failed", time.perf_counter() - t0,
                          f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
     return RunResult(exp.name, config.hash(), str(final), "done", time.perf_counter() - t0)
+
+
+def _write_summary(path: Path, ctx: RunContext, meta: dict[str, Any], env: dict[str, Any]) -> None:
+    from .report import render_run_report
+
+    summary = ctx.summary()
+    (path / "summary.json").write_text(dump_json(summary))
+    (path / "report.html").write_text(render_run_report(path, meta, env, summary))
+
+
+DERIVED = ("figures", "summary.json", "report.html", DONE)  # what `redraw` rebuilds; the rest is kept as is
+
+
+def redraw(path: Path, quiet: bool = True) -> Path:
+    """Rebuild a finished run's figures, claims and report from its saved results, without recomputing:
+    tables, arrays and data stay byte-identical. Written beside the run and swapped in atomically."""
+    path = Path(path)
+    if not is_complete(path, verify=True):
+        raise IclabError(f"{path} is not a finished iclab run (no valid DONE manifest); run the experiment "
+                         "with `iclab run` instead")
+    try:
+        computed = json.loads((path / COMPUTED).read_text())
+        fmt = computed.get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    meta = json.loads((path / "config.json").read_text())
+    if fmt != FORMAT:
+        raise IclabError(f"{path} was written by an older iclab (run format {fmt or 1}, this one reads {FORMAT}); "
+                         f"rerun it with `iclab run {meta.get('experiment', 'EXPERIMENT')} --force` and the same settings")
+    exp = get_experiment(meta["experiment"])
+    config = exp.make_config(None, {k: v for k, v in meta["config"].items()})
+    env = json.loads((path / "env.json").read_text())
+    started = json.loads((path / DONE).read_text()).get("started", env.get("started", ""))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".redraw-{path.name}-"))
+    try:
+        for item in path.iterdir():
+            if item.name in DERIVED:
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        ctx = RunContext(out_dir=tmp, experiment=exp.name, quiet=quiet, runs_dir=path.parent.parent,
+                         tables=list(computed["tables"]), notes=list(computed["notes"]))
+        _seed_everything(config.seed)
+        with torch_threads(run_threads()):
+            exp.finish(config, ctx)
+        _write_summary(tmp, ctx, meta, env)
+        write_manifest(tmp, started)
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def _remove_abandoned_attempts(final: Path) -> None:
