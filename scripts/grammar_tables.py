@@ -1,16 +1,20 @@
-"""Print the docs/grammar.md result tables from finished runs (so no number in the docs is typed in).
+"""Print the docs/grammar.md result tables and claims table from finished runs (no number in the docs is typed in).
 
     .venv/bin/python scripts/grammar_tables.py runs          # the newest run of each grammar experiment
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from iclab.runtime import finished_runs
+from iclab.runtime import Claim, Estimate, finished_runs
+
+EXPERIMENTS = ["grammar.emergence", "grammar.icl", "grammar.cot", "grammar.ablation", "grammar.probes",
+               "grammar.taskvectors"]
 
 
 def newest(runs: Path, name: str) -> Path:
@@ -24,18 +28,61 @@ def table(path: Path, name: str = "metrics") -> pd.DataFrame:
     return pd.read_csv(path / "tables" / f"{name}.csv")
 
 
-def md(df: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+def cell(v) -> str:
+    text = f"{v:.3g}" if isinstance(v, float) else str(v)
+    return text.replace("|", "\\|")
 
+
+def md(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns)
     return head + "".join("\n| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
+
+
+def over_seeds(df: pd.DataFrame, index: list[str], columns: str, values: str = "accuracy") -> pd.DataFrame:
+    """Wide table of 'mean ± half-width' cells: the mean over the `seed` column with its 95% t-interval."""
+    def fmt(x: pd.Series) -> str:
+        e = Estimate.mean(x.to_numpy(), unit="seeds")
+        return f"{e.value:.2f}" if e.lo is None else f"{e.value:.2f} ± {(e.hi - e.lo) / 2:.2f}"
+
+    wide = df.groupby(index + [columns])[values].agg(fmt).unstack(columns).reset_index()
+    wide.columns = [str(c) for c in wide.columns]
+    return wide
+
+
+def ours(e: Estimate) -> str:
+    if e.lo is None:
+        return f"{e.value:.3g} ({e.method})"
+    return f"{e.value:.3g} [{e.lo:.3g}, {e.hi:.3g}] ({e.method})"
+
+
+def claims_table(runs: Path) -> pd.DataFrame:
+    rows = []
+    for name in EXPERIMENTS:
+        for d in json.loads((newest(runs, name) / "summary.json").read_text())["claims"]:
+            c = Claim.from_dict(d)
+            paper = c.paper + (f" = {c.paper_value:g}" if isinstance(c.paper_value, float) else "")
+            rows.append({"experiment": name.removeprefix("grammar."), "claim": c.name, "kind": c.kind,
+                         "paper (source)": paper + (f" ({c.source})" if c.source else ""), "ours ± CI": ours(c.ours),
+                         "tolerance": c.target or "reported", "verdict": c.verdict})
+    return pd.DataFrame(rows)
+
+
+def train_claims(runs: Path) -> str:
+    """The per-model claims of every grammar.train run, counted by kind and verdict."""
+    counts: dict[tuple[str, str, str], int] = {}
+    found = finished_runs(runs, "grammar.train")
+    for run in found:
+        for d in run["summary"]["claims"]:
+            c = Claim.from_dict(d)
+            counts[(c.name, c.kind, c.verdict)] = counts.get((c.name, c.kind, c.verdict), 0) + 1
+    parts = [f"{name} ({kind}): {verdict} in {n}" for (name, kind, verdict), n in sorted(counts.items())]
+    return f"grammar.train, {len(found)} trained models: " + "; ".join(parts)
 
 
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
     df = table(newest(runs, "grammar.emergence"))
-    print("### Emergence (primitive ICL, 8 demonstrations)\n")
+    print("#### Emergence (primitive ICL, 8 demonstrations, one training seed)\n")
     order = list(dict.fromkeys(df.sort_values("params")["size"]))
     acc = df.pivot(index="size", columns="data_tokens", values="acc_n").loc[order]
     loss = df.pivot(index="size", columns="data_tokens", values="val_loss").loc[acc.index]
@@ -44,37 +91,42 @@ def main() -> None:
     params = df.groupby("size").params.first().loc[order]
     print(md(pd.concat([params, acc, loss], axis=1).reset_index()), "\n")
 
-    df = table(newest(runs, "grammar.icl"))
-    print("### ICL accuracy vs demonstrations\n")
-    wide = df.pivot_table(index=["model", "type"], columns="n_demos", values="accuracy").reset_index()
-    wide.columns = [str(c) for c in wide.columns]
-    print(md(wide), "\n")
-    last = df[df.n_demos == df.n_demos.max()][["model", "type", "cum_loss"]]
-    bound = table(newest(runs, "grammar.icl"), "bound")
-    bound = bound[bound.n_demos == bound.n_demos.max()][["type", "D", "R_n", "bound"]]
-    print(f"### Cumulative answer loss over {df.n_demos.max()} demonstrations vs the Theorem-1 bound\n")
-    print(md(last.pivot(index="type", columns="model", values="cum_loss").reset_index().merge(bound, on="type")), "\n")
+    path = newest(runs, "grammar.icl")
+    df = table(path)
+    print("#### ICL accuracy vs demonstrations (mean ± 95% t-interval half-width over training seeds)\n")
+    print(md(over_seeds(df, ["model", "type"], "n_demos")), "\n")
+    n_hi = df.n_demos.max()
+    last = df[df.n_demos == n_hi].groupby(["type", "model"]).cum_loss.mean().unstack("model").reset_index()
+    bound = table(path, "bound")
+    bound = bound[bound.n_demos == n_hi][["type", "D", "R_n", "bound"]]
+    print(f"#### Cumulative answer loss over {n_hi} demonstrations vs the Theorem-1 bound (mean over seeds)\n")
+    print(md(last.merge(bound, on="type")), "\n")
 
     df = table(newest(runs, "grammar.cot"))
-    print("### Chain of thought (final-answer accuracy)\n")
-    wide = df.pivot_table(index=["type", "mode"], columns="n_demos", values="accuracy").reset_index()
-    wide.columns = [str(c) for c in wide.columns]
-    print(md(wide), "\n")
+    print("#### Chain of thought (final-answer accuracy, mean ± 95% t-interval half-width over training seeds)\n")
+    print(md(over_seeds(df, ["type", "mode"], "n_demos")), "\n")
 
     df = table(newest(runs, "grammar.ablation"))
-    print("### Ablation (primitive ICL)\n")
-    wide = df.pivot_table(index=["world", "val_loss"], columns="n_demos", values="accuracy").reset_index()
-    wide.columns = [str(c) for c in wide.columns]
-    print(md(wide), "\n")
+    print("#### Ablation (primitive ICL, mean ± 95% t-interval half-width over training seeds)\n")
+    print(md(over_seeds(df, ["world"], "n_demos")), "\n")
 
-    df = table(newest(runs, "grammar.probes"))
-    print("### Probes (best layer per model and target)\n")
-    best = df.loc[df.groupby(["model", "target"]).accuracy.idxmax()]
-    print(md(best[["model", "target", "layer", "accuracy", "type_only", "control", "majority"]]), "\n")
+    df = table(newest(runs, "grammar.probes"), "chosen")
+    print("#### Probes (test accuracy at the layer chosen on dev; mean ± half-width over training seeds)\n")
+    df["layers"] = df.layer.astype(str)
+    wide = df.groupby(["model", "target"]).agg(
+        seeds=("seed", "nunique"), layers=("layers", lambda x: ",".join(x)),
+        type_only=("type_only", "mean"), control=("control", "mean"), majority=("majority", "mean")).reset_index()
+    acc = over_seeds(df.assign(col="accuracy"), ["model", "target"], "col")
+    print(md(wide.merge(acc, on=["model", "target"])[["model", "target", "seeds", "layers", "accuracy", "type_only",
+                                                      "control", "majority"]]), "\n")
 
     df = table(newest(runs, "grammar.taskvectors"))
-    print("### Task vectors (best layer per size, type and mode)\n")
-    print(md(df[["size", "type", "mode", "best_layer", "tv", "icl", "baseline"]]), "\n")
+    print("#### Task vectors (layer and mode chosen on dev episodes; accuracies on test episodes; one seed)\n")
+    print(md(df[["size", "type", "mode", "layer", "dev_tv", "tv", "icl", "baseline"]]), "\n")
+
+    print("#### Claims\n")
+    print(md(claims_table(runs)), "\n")
+    print(train_claims(runs), "\n")
 
 
 if __name__ == "__main__":

@@ -182,21 +182,24 @@ def results_cmd(
     """Collate every run of an experiment into one tidy table: the settings that differ, then the numbers."""
     from rich.text import Text
 
-    from .runtime.results import cell_text, collate, varying
+    from .runtime.results import CLAIM_SHOWN, cell_text, claims_shown, collate, varying
     from .runtime.results import claims as claims_frame
     from .runtime.store import write_text_atomic
 
-    if claims:
+    if claims:  # the paper's statements, sources and notes are in --csv
         frame = claims_frame(name, runs_dir)
-        shown = list(frame.columns)
+        shown = ["run", *varying(frame.to_dict("records"), ["preset", "seed"]), *CLAIM_SHOWN]
     else:
         frame, lead, table_cols = collate(name, runs_dir, table)
         shown = list(dict.fromkeys([*lead[:1], *varying(frame.to_dict("records"), lead[1:]), *table_cols]))
     n_runs = frame[shown[0]].nunique() if shown else 0
-    rows = frame if limit <= 0 else frame.head(limit)
+    rows = (claims_shown(frame) if claims else frame).head(limit if limit > 0 else len(frame))
     out = Table(title=f"{name}: {'claims' if claims else table} ({n_runs} run{'s' * (n_runs != 1)}, {len(frame)} rows)")
-    for i, col in enumerate(shown):  # the run key is never cut: it is what --csv rows join on
-        out.add_column(Text(col), no_wrap=i == 0, min_width=12 if i == 0 else None)
+    whole = {shown[0], *(("kind", "ours", "ours_lo", "ours_hi", "verdict") if claims else ())}  # never cut (the run
+    # key is what --csv rows join on)
+    for col in shown:
+        width = max([len(col), *(len(cell_text(v)) for v in rows[col])]) if col in whole else None
+        out.add_column(Text(col), no_wrap=col in whole, min_width=width, overflow="fold")
     for values in rows[shown].itertuples(index=False):
         out.add_row(*(Text(cell_text(v)) for v in values))
     console.print(out)

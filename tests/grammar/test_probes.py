@@ -79,9 +79,30 @@ def test_deterministic_and_rows():
     assert a.majority == b.majority and a.n_train == 600
     rows = a.rows()
     assert [r["layer"] for r in rows] == [0, 1]
-    assert set(rows[0]) == {"target", "layer", "accuracy", "control", "selectivity", "majority",
+    assert set(rows[0]) == {"target", "layer", "accuracy", "dev_accuracy", "control", "selectivity", "majority",
                             "type_only"}
     assert rows[1]["selectivity"] == pytest.approx(rows[1]["accuracy"] - rows[1]["control"])
+
+
+def test_dev_split_comes_from_training_groups_and_leaves_test_alone():
+    """The layer a caller reports is chosen on dev rows: dev groups are training groups set aside,
+    disjoint from test, and the test side is the split without a dev set."""
+    states, labels, types, groups = encoded(n=1500)
+    kw = dict(types=types, groups=groups, target="mid", seed=4)
+    plain, with_dev = fit_probes(states, labels, **kw), fit_probes(states, labels, dev_fraction=0.25, **kw)
+    assert plain.dev_accuracy is None and with_dev.dev_accuracy.shape == (2,)
+    assert np.array_equal(plain.test_groups, with_dev.test_groups)  # the same test rows
+    train, test = split_by_group(groups, 0.3, seed=4)
+    _, to_dev = split_by_group(groups[train], 0.25, seed=4, stream="probe-dev-split")
+    dev_groups = set(groups[train][to_dev])
+    assert dev_groups and not dev_groups & set(with_dev.test_groups)
+    assert with_dev.n_train < plain.n_train and with_dev.n_test == plain.n_test
+    assert with_dev.best_dev_layer() == 1  # layer 1 encodes the label
+    assert with_dev.test_correct.shape == (2, with_dev.n_test)
+    assert np.allclose(with_dev.test_correct.mean(1), with_dev.accuracy)
+    assert with_dev.type_only_correct.mean() == pytest.approx(with_dev.type_only)
+    with pytest.raises(IclabError, match="dev split"):
+        plain.best_dev_layer()
 
 
 def test_layer_subset():

@@ -1,6 +1,8 @@
 """`results()` / `claims()` collate a sweep into one tidy frame; `iclab results` and `iclab report` on the command line."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +15,15 @@ from iclab.runtime import (
     SerialExecutor,
     claims,
     execute,
+    finished_runs,
     results,
     sweep,
 )
 from iclab.runtime.experiment import Experiment
-from iclab.runtime.results import CLAIM_COLUMNS
-from tests.runtime.test_cli import assert_one_line_error, iclab
+from iclab.runtime.results import CLAIM_COLUMNS, run_key
+from tests.runtime.test_cli import ROOT, assert_one_line_error, iclab
+from tests.runtime.toy import ToyConfig
+from tests.runtime.toy import run as toy
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned workers
 
@@ -68,7 +73,34 @@ def test_claims_frame(toy_sweep):
     assert set(df[df.kind == "sanity"].verdict) == {"holds"}
     mean = df[df.name == "mean"]
     assert (mean.ours_lo <= mean.ours).all() and (mean.ours <= mean.ours_hi).all()
+    assert set(mean.tolerance) == {"within ±1 of 0"} and set(mean.method) == {"95% t-interval over 3 draws"}
     assert len(claims(runs_dir=toy_sweep)) == 6
+    # a scoreboard counts the sweep once: the newest run of the experiment and preset
+    newest = max(finished_runs(toy_sweep), key=lambda r: (r["env"]["started"], run_key(r)))
+    assert claims(runs_dir=toy_sweep, newest=True).run.tolist() == [run_key(newest)] * 2
+
+
+def test_claims_tables_script(tmp_path):
+    """scripts/claims_tables.py: one research line's claims as markdown, the newest run per preset only."""
+    standin = Experiment("grammar.standin", ToyConfig, toy.fn, presets={}, title="stand-in", paper="nobody 2026",
+                         draw=toy.draw, judge=toy.judge)
+    for seed in (0, 1):
+        assert execute(standin, ToyConfig(n=3, seed=seed), tmp_path, preset="quick", quiet=True).status == "done"
+
+    def script(line):
+        return subprocess.run([sys.executable, "scripts/claims_tables.py", line, "--runs-dir", str(tmp_path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    proc = script("grammar")
+    assert proc.returncode == 0, proc.stderr
+    board, checks = proc.stdout.split("**Sanity checks")
+    assert "| experiment | paper's claim | paper's value (source) | ours ± CI (method) | tolerance | verdict |" in board
+    assert board.count("| `grammar.standin` (quick) | the mean is about 0 (mean) | 0 (nobody 2026, Fig. 0) |") == 1
+    assert "one row per draw" not in board and "| `grammar.standin` (quick) | one row per draw (count) |" in checks
+    assert "| paper-value | 1 |" in checks and "| sanity | 1 | 1 holds |" in checks
+    empty = script("spinglass")
+    assert empty.returncode == 1 and empty.stderr.strip().count("\n") == 0
+    assert "no finished runs of spinglass.*" in empty.stderr
 
 
 def test_nested_config_lists_and_name_clashes(tmp_path):
@@ -113,6 +145,16 @@ def test_results_and_report_commands(tmp_path):
     full = pd.read_csv(tmp_path / "all.csv")
     assert len(full) == 6 and {"run", "scale", "x"} <= set(full.columns)
     assert_one_line_error(iclab("results", "test.toy", "--table", "bogus", tmp_path=tmp_path), "its tables: metrics")
+
+    listed = iclab("results", "test.toy", "--claims", "--csv", "claims.csv", tmp_path=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header = next(ln for ln in listed.stdout.splitlines() if " run " in ln)
+    for col in ("seed", "name", "kind", "paper_value", "ours", "ours_lo", "ours_hi", "method", "tolerance", "verdict"):
+        assert f" {col} " in header, col
+    assert " source " not in header and " preset " not in header  # in the CSV; the preset does not vary
+    for text in ("paper-value", "sanity", "within ±1 of 0", "holds"):
+        assert text in listed.stdout, text
+    assert list(pd.read_csv(tmp_path / "claims.csv").columns) == CLAIM_COLUMNS
 
     expected = f"report: {Path('runs') / 'site' / 'index.html'}"
     for cmd in (["report"], ["reproduce", "--only", "test.", "-q"]):  # reproduce: the seed-0 point is already done

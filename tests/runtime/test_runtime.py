@@ -179,7 +179,8 @@ def test_reproduce_ends_with_the_report_site(tmp_path):
     assert [r.status for r in results] == ["done"]
     assert report == tmp_path / "site" / "index.html"
     html = report.read_text()
-    assert 'href="spinglass/index.html"' in html and 'href="other/index.html"' in html and "verdicts (paper claims)" in html
+    assert 'href="spinglass/index.html"' in html and 'href="other/index.html"' in html
+    assert "Claims by kind and verdict" in html and 'src="other/test.toy/' in html  # the matrix, the gallery
     (run_page,) = (tmp_path / "site" / "other" / "test.toy").glob("*/index.html")
     assert 'src="figures/draws.png"' in run_page.read_text() and (run_page.parent / "figures" / "draws.png").is_file()
     assert oct(report.stat().st_mode & 0o777) != "0o600" and oct(report.parent.stat().st_mode & 0o777) != "0o700"

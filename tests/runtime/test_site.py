@@ -1,15 +1,18 @@
 """The report site: built atomically from the run store, and crawled in headless Chromium.
 
 The browser test serves the site over HTTP, follows every internal link from index.html and checks
-that each page loads with a title, every image is decoded, no request fails and the console is
-clean. CI (CI=true) must run it; elsewhere it is skipped when Chromium is missing.
+that each page loads with a title, every image (figures and the gallery's thumbnails) is decoded, no
+request fails and the console is clean; a site with a deleted PNG, a broken link or an empty title
+fails that check. CI (CI=true) must run it; elsewhere it is skipped when Chromium is missing.
 """
 
 import os
 import re
+import shutil
 import threading
 import urllib.request
 from collections import deque
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +30,7 @@ from iclab.runtime import (
 )
 from iclab.runtime.experiment import Experiment
 from tests.runtime.toy import ToyConfig
-from tests.runtime.toy import run as toy_run
+from tests.runtime.toy import run as toy
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned workers
 
@@ -38,8 +41,8 @@ LINES = ["spinglass", "taskvectors", "grammar"]
 def stand_in(name: str) -> Experiment:
     """The toy under a research line's prefix, unregistered (so `iclab list` never shows it): it gives
     that line real pages without running its slow experiments."""
-    return Experiment(name, ToyConfig, toy_run, presets={"quick": {"n": 3}}, title=f"stand-in for {name}",
-                      paper="nobody 2026, Fig. 0")
+    return Experiment(name, ToyConfig, toy.fn, presets={"quick": {"n": 3}}, title=f"stand-in for {name}",
+                      paper="nobody 2026, Fig. 0", draw=toy.draw, judge=toy.judge)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +68,37 @@ def test_site_layout_links_and_determinism(runs, tmp_path):
     for page in (tmp_path / "a").rglob("*.html"):
         for link in re.findall(r'(?:href|src)="([^"]*)"', page.read_text()):
             assert link == "data:," or not (link.startswith(("/", "data:")) or "://" in link), (page, link)
+            assert link == "data:," or (page.parent / unquote(link)).is_file(), (page, link)
     run_page = next((tmp_path / "a" / "spinglass" / "spinglass.figS3").glob("*/index.html")).read_text()
-    for text in ("Li, Bai, Huang 2024", "<img", "settings", "environment", "seed", "met"):
+    for text in ("Li, Bai, Huang 2024", "<img", "settings", "environment", "seed", "ours ± CI", "tolerance"):
         assert text in run_page
     build_site(runs, tmp_path / "b")
     for page in (tmp_path / "a").rglob("*"):
         if page.is_file():
             assert page.read_bytes() == (tmp_path / "b" / page.relative_to(tmp_path / "a")).read_bytes(), page
+
+
+def test_index_and_line_pages_are_a_gallery_and_a_scoreboard(runs, tmp_path):
+    from PIL import Image
+
+    site = build_site(runs, tmp_path / "site").parent
+    index = (site / "index.html").read_text()
+    assert "Claims by kind and verdict" in index and "newest run of each experiment and preset" in index
+    thumbs = re.findall(r'<img alt="([^"]+): main figure" src="([^"]+)"', index)
+    assert {name for name, _ in thumbs} == {"spinglass.figS3", "taskvectors.standin", "grammar.standin", "test.toy"}
+    for _, src in thumbs:
+        thumb, full = site / unquote(src), site / unquote(src).replace("/thumbs/", "/figures/")
+        with Image.open(thumb) as small, Image.open(full) as big:
+            assert small.width <= 360 and small.height <= 270 and small.width < big.width  # downscaled
+    # the test.toy sweep (seeds 0 and 1, quick) counts once, by its newest run; sanity checks stand apart
+    other = (site / "other" / "index.html").read_text()
+    scoreboard, sanity = other.split("Scoreboard: the paper's claims")[1].split("<h2>Sanity checks")
+    assert "(1 run;" in scoreboard and scoreboard.count("<tr>") == 2  # the header and the newest run's `mean`
+    assert "the mean is about 0" in scoreboard and "one row per draw" not in scoreboard
+    assert "one row per draw" in sanity.split("<h2>Engineering")[0]
+    line = (site / "grammar" / "index.html").read_text()
+    card = line.split('class="gallery"')[1].split("<h2>")[0]
+    assert 'src="grammar.standin/' in card and "paper claims: 1 <span" in card and "sanity: 1 <span" in card
 
 
 def test_rebuild_replaces_only_a_site(runs, tmp_path):
@@ -119,24 +146,24 @@ class RecordingHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def served(runs, tmp_path):
-    site = build_site(runs, tmp_path / "site").parent
+@contextmanager
+def serve(site: Path):
+    """The site over HTTP on a free local port; the server records every request."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RecordingHandler, directory=str(site)))
     server.requests = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server, site
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
 
 
-def test_every_page_loads_in_chromium(served, tmp_path):
+@pytest.fixture
+def driver(tmp_path):
     webdriver, Service = chromium()
-    server, site = served
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -145,31 +172,68 @@ def test_every_page_loads_in_chromium(served, tmp_path):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        pages, files = crawl(driver, base)
-        # and from disk: the same run page with its images, over file://
-        run_page = next(site.glob("spinglass/spinglass.figS3/*/index.html"))
-        driver.get(run_page.as_uri())
-        assert_page_ok(driver, run_page.as_uri())
+        yield driver
     finally:
         driver.quit()
+
+
+def test_every_page_loads_in_chromium(runs, driver, tmp_path):
+    site = build_site(runs, tmp_path / "site").parent
+    with serve(site) as server:
+        pages, files, images = check_site(driver, server)
+    # and from disk: the same run page with its images, over file://
+    run_page = next(site.glob("spinglass/spinglass.figS3/*/index.html"))
+    driver.get(run_page.as_uri())
+    assert_page_ok(driver, run_page.as_uri())
     assert {f"{line}/index.html" for line in [*LINES, "other"]} <= pages
     assert len([p for p in pages if p.count("/") == 3]) == 5  # every run page
     assert any(f.endswith(".png") for f in files) and any(f.endswith(".csv") for f in files)
+    thumbs = {i for i in images if "/thumbs/" in i}
+    assert len(thumbs) == 4 and all(i.endswith(".png") for i in thumbs)  # one per experiment, all decoded
+    served_pages = {path.lstrip("/") for path, code in server.requests if code == 200}
+    assert pages <= served_pages and thumbs <= served_pages
+
+
+@pytest.mark.parametrize("damage", ["deleted thumbnail", "deleted figure", "broken link", "empty title"])
+def test_the_crawl_catches_a_damaged_site(runs, driver, tmp_path, damage):
+    """The check above is only worth something if it fails on a broken site: plant each fault and see it caught."""
+    site = build_site(runs, tmp_path / "site").parent
+    line = site / "grammar" / "index.html"
+    if damage == "deleted thumbnail":
+        next(site.glob("grammar/*/*/thumbs/*.png")).unlink()
+    elif damage == "deleted figure":
+        next(site.glob("grammar/*/*/figures/*.png")).unlink()
+    elif damage == "broken link":
+        line.write_text(line.read_text().replace("</nav>", '</nav><a href="nowhere/index.html">gone</a>'))
+    else:
+        line.write_text(re.sub(r"<title>[^<]*</title>", "<title> </title>", line.read_text()))
+    with serve(site) as server, pytest.raises(AssertionError) as caught:
+        check_site(driver, server)
+    expected = {"deleted thumbnail": "images not loaded", "deleted figure": "images not loaded",
+                "broken link": "nowhere/index.html", "empty title": "has no title"}[damage]
+    assert expected in str(caught.value)
+
+
+def check_site(driver, server) -> tuple[set[str], set[str], set[str]]:
+    """Crawl the served site (every page, linked file and image) and fail on any broken request."""
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    pages, files, images = crawl(driver, base)
     failed = [(path, code) for path, code in server.requests if code >= 400]
     assert not failed, failed
-    served_pages = {path.lstrip("/") for path, code in server.requests if code == 200}
-    assert pages <= served_pages
+    return pages, files, images
 
 
-def crawl(driver, base: str) -> tuple[set[str], set[str]]:
-    """Breadth-first over every internal link from index.html: HTML pages in the browser, other files by GET."""
-    pages, files, queue = {"index.html"}, set(), deque(["index.html"])
+def crawl(driver, base: str) -> tuple[set[str], set[str], set[str]]:
+    """Breadth-first over every internal link from index.html: HTML pages in the browser, other files by GET;
+    returns the pages, the linked files and the images shown (each checked decoded by `assert_page_ok`)."""
+    pages, files, images, queue = {"index.html"}, set(), set(), deque(["index.html"])
     while queue:
         rel = queue.popleft()
         driver.get(base + rel)
         assert_page_ok(driver, rel)
+        images |= {unquote(src[len(base):]) for src in driver.execute_script(
+            "return Array.from(document.images, i => i.src)") if src.startswith(base)}
         hrefs = driver.execute_script("return Array.from(document.querySelectorAll('a[href]'), a => a.href)")
         for href in hrefs:
             url = urldefrag(href)[0]
@@ -183,11 +247,17 @@ def crawl(driver, base: str) -> tuple[set[str], set[str]]:
                 files.add(target)
                 with urllib.request.urlopen(url) as resp:
                     assert resp.status == 200 and resp.read(), target
-    return pages, files
+    return pages, files, images
 
 
 def assert_page_ok(driver, where: str) -> None:
-    assert driver.execute_script("return document.readyState") == "complete", where
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    try:  # `get` can return a moment before the load completes
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    except TimeoutException:
+        raise AssertionError(f"{where} did not finish loading in 10 s") from None
     assert driver.title.strip(), f"{where} has no title"
     images = driver.execute_script(
         "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth])")

@@ -54,6 +54,7 @@ def test_config_rejects_a_bad_value_in_one_line(name):
         ("taskvectors.tsne", {"layer": -1}, "layer"),
         ("taskvectors.vocab", {"layer_offset": -1}, "layer_offset"),
         ("taskvectors.main", {"template": "nope"}, "template"),
+        ("taskvectors.main", {"episode_seeds": 0}, "episode_seeds"),
         ("taskvectors.vocab", {"template": "nope"}, "template"),
     ],
 )
@@ -64,6 +65,9 @@ def test_more_bad_values(name, overrides, field):
 
 
 def test_paper_presets_use_the_papers_sizes():
+    for name in ("taskvectors.main", "taskvectors.conflict", "taskvectors.vocab", "taskvectors.templates"):
+        exp = get_experiment(name)  # one episode draw is a hint: the paper presets pool three
+        assert exp.make_config("paper").episode_seeds == 3 and exp.make_config("quick").episode_seeds == 1
     assert get_experiment("taskvectors.conflict").make_config("paper").k == 4
     assert get_experiment("taskvectors.conflict").make_config("paper").n_test == 100
     assert get_experiment("taskvectors.tsne").make_config("paper").k == 4

@@ -9,7 +9,8 @@ import torch
 
 from iclab.taskvectors import method
 from iclab.taskvectors.episodes import sample_episodes, split_queries
-from iclab.taskvectors.evaluate import evaluate_task, extract_thetas, task_rng
+from iclab.runtime.seeding import make_rng
+from iclab.taskvectors.evaluate import evaluate_task, extract_thetas
 from iclab.taskvectors.method import TaskVectorRunner
 from iclab.taskvectors.prompts import get_template, prepare_task
 from iclab.taskvectors.tasks import Task
@@ -210,8 +211,9 @@ def test_evaluate_task(lm, prepared):
     assert all(len(e["demos"]) == 3 and len(e["dummies"]) == 2 for e in eps["dev"] + eps["test"])
     assert all(len(e["demos"]) == 0 for e in eps["baseline"])
 
-    # Records: one per scored prompt, each with the prompt that produced it.
-    recs = res.records
+    # Records: one per scored prompt, each with the prompt that produced it; dev ICL and baseline are
+    # scored on the dev episodes (for the task filter), the three conditions on test.
+    recs = [r for r in res.records if r["split"] == "test"]
     by = {c: [r for r in recs if r["condition"] == c] for c in ("baseline", "icl", "task_vector")}
     assert len(recs) == 4 + 5 + 5 and [len(by[c]) for c in by] == [4, 5, 5]
     for r, e in zip(by["baseline"], eps["baseline"]):
@@ -221,10 +223,16 @@ def test_evaluate_task(lm, prepared):
         assert r["prompt"].startswith("example:") and r["prompt"].endswith(f"example:{e['query']}->")
     for r, e in zip(by["task_vector"], eps["test"]):
         assert r["prompt"] == template.query(e["query"]) and r["layer"] == res.best_layer
-    for r in recs:
-        assert r["split"] == "test" and r["correct"] == (r["prediction"].strip() == r["gold"])
+    dev = [r for r in res.records if r["split"] == "dev"]
+    assert [r["condition"] for r in dev] == ["baseline"] * 6 + ["icl"] * 6
+    assert [r["query"] for r in dev[6:]] == [e["query"] for e in eps["dev"]]
+    assert dev[0]["prompt"] == template.query(eps["dev"][0]["query"])
+    for r in res.records:
+        assert r["correct"] == (r["prediction"].strip() == r["gold"]) and r["episode_seed"] == 0
     for c, acc in (("baseline", res.baseline), ("icl", res.icl), ("task_vector", res.task_vector)):
         assert acc == pytest.approx(np.mean([r["correct"] for r in by[c]]))
+        assert res.row()[f"{c}_correct"] == sum(r["correct"] for r in by[c]) and res.row()[f"{c}_n"] == len(by[c])
+    assert res.row()["dev_icl_correct"] == sum(r["correct"] for r in dev[6:]) and res.row()["dev_icl_n"] == 6
 
 
 def test_evaluate_task_is_deterministic(lm, prepared):
@@ -236,6 +244,8 @@ def test_evaluate_task_is_deterministic(lm, prepared):
     c = evaluate_task(TaskVectorRunner(lm), prepared, template, seed=8, **EVAL)
     assert c.episodes != a.episodes
     assert [r["prompt"] for r in c.records] != [r["prompt"] for r in a.records]
+    d = evaluate_task(TaskVectorRunner(lm), prepared, template, seed=7, episode_seed=1, **EVAL)
+    assert d.episodes != a.episodes and d.episode_seed == 1  # another episode seed: another draw
 
 
 def test_evaluate_task_picks_first_best_layer(lm, prepared, monkeypatch):
@@ -261,7 +271,7 @@ def test_evaluate_task_picks_first_best_layer(lm, prepared, monkeypatch):
 
 def test_extract_thetas_is_the_mean_over_dummies(lm, prepared):
     template = get_template("paper")
-    rng = task_rng(0, "x")
+    rng = make_rng(0, "x", 0)
     _, pool = split_queries(len(prepared.pairs), rng)
     episodes = sample_episodes(prepared, pool, 3, 2, 2, rng)
     runner = TaskVectorRunner(lm)

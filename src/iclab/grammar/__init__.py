@@ -11,7 +11,7 @@ write it in YAML and `load_grammar(path)`. Models are trained by `iclab.models.t
 
 from .cag import Call, Derivation, Emit, Grammar, Iter, IterRecord, Let, Nonterminal, PolyTail, Rule, Sample, Token
 from .corpus import Corpus, sample_corpus, stream_documents
-from .evaluate import Curve, generated_cot_accuracy, ideal_curve, model_curve, prompt_inputs
+from .evaluate import Curve, generated_cot, ideal_curve, model_curve, prompt_inputs
 from .probes import ProbeResult, control_labels, fit_probes
 from .prompts import full_prompt, prompt_tokens
 from .spec import load_grammar
@@ -21,6 +21,6 @@ from .world import ROLES, Task, World, WorldConfig
 __all__ = [
     "ROLES", "Call", "Corpus", "Curve", "Derivation", "Emit", "Grammar", "IdealPredictor", "Iter", "IterRecord",
     "Let", "Nonterminal", "PolyTail", "ProbeResult", "Rule", "Sample", "Task", "Token", "World", "WorldConfig",
-    "control_labels", "fit_probes", "full_prompt", "generated_cot_accuracy", "ideal_curve", "load_grammar",
+    "control_labels", "fit_probes", "full_prompt", "generated_cot", "ideal_curve", "load_grammar",
     "model_curve", "prompt_inputs", "prompt_tokens", "sample_corpus", "stream_documents",
 ]

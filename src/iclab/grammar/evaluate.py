@@ -9,11 +9,12 @@ generation, done separately at the requested n.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from iclab.runtime.seeding import make_rng
 
 from .prompts import draw_inputs, full_prompt, prompt_tokens
 from .theory import IdealPredictor
@@ -30,11 +31,13 @@ class Curve:
     step_logp: np.ndarray | None = None  # (P, n_max+1) CoT: log-probability of the true step
 
 
-def prompt_inputs(world: World, tasks: list[Task], n_items: int, n_prompts: int, seed: int) -> dict[str, list]:
-    """The inputs of every prompt, by task: identical for the model and the idealised predictor."""
+def prompt_inputs(world: World, tasks: list[Task], n_items: int, n_prompts: int, seed: int,
+                  stream: str = "prompts") -> dict[str, list]:
+    """The inputs of every prompt, by task: identical for the model and the idealised predictor.
+    Each task draws from its own stream `make_rng(seed, stream, task.name, n_items)`."""
     out = {}
-    for k, task in enumerate(tasks):
-        rng = random.Random(f"{seed}-{task.name}-{n_items}")
+    for task in tasks:
+        rng = make_rng(seed, stream, task.name, n_items)
         out[task.name] = [draw_inputs(rng, world.cfg.n_objects, n_items) for _ in range(n_prompts)]
     return out
 
@@ -99,9 +102,10 @@ def ideal_curve(predictor: IdealPredictor, world: World, task: Task, inputs: lis
 
 
 @torch.no_grad()
-def generated_cot_accuracy(model, world: World, task: Task, inputs: list[list[int]], n: int,
-                           batch: int = 128) -> tuple[float, float]:
-    """Greedy generation of `z => y` after n CoT demonstrations: (final-answer accuracy, step accuracy).
+def generated_cot(model, world: World, task: Task, inputs: list[list[int]], n: int,
+                  batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy generation of `z => y` after n CoT demonstrations: per prompt, (final answer right, step right),
+    two (P,) bool arrays.
 
     Uses inputs[:n] as demonstrations and inputs[n] as the query of each prompt.
     """
@@ -116,4 +120,4 @@ def generated_cot_accuracy(model, world: World, task: Task, inputs: list[list[in
     z_true = np.asarray([world.obj(world.mid(task, xs[n])) for xs in inputs])
     y_true = np.asarray([world.obj(world.apply(task, xs[n])) for xs in inputs])
     final = (step == step_id) & (y == y_true)
-    return float(final.mean()), float((z == z_true).mean())
+    return final, z == z_true

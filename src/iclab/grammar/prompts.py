@@ -9,7 +9,7 @@ Inputs within a prompt are distinct (drawn without replacement), as is usual for
 
 from __future__ import annotations
 
-import random
+import numpy as np
 
 from .world import EOS, SEP_EX, SEP_IO, SEP_STEP, Task, World
 
@@ -42,8 +42,6 @@ def full_prompt(world: World, task: Task, xs: list[int], *, cot: bool = False) -
     return tokens
 
 
-def draw_inputs(rng: random.Random, n_objects: int, k: int) -> list[int]:
+def draw_inputs(rng: np.random.Generator, n_objects: int, k: int) -> list[int]:
     """k inputs, distinct while k <= n_objects."""
-    if k <= n_objects:
-        return rng.sample(range(n_objects), k)
-    return [rng.randrange(n_objects) for _ in range(k)]
+    return [int(x) for x in rng.choice(n_objects, size=k, replace=k > n_objects)]

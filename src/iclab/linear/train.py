@@ -360,6 +360,22 @@ def _dataset_mse(model: nn.Module, inputs: tuple[Tensor, ...], y: Tensor, chunk:
     return total / y.shape[0]
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup_steps: int = 0) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` of `total`: a linear warm-up
+    over `warmup_steps`, then constant or a cosine decay to 0 at `total`."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 def train_architecture(
     model: nn.Module,
     train: tuple[Tensor, Tensor],
@@ -372,6 +388,8 @@ def train_architecture(
     generator: torch.Generator | None = None,
     record_every: int = 1,
     eval_chunk: int = 1024,
+    schedule: str = "constant",
+    warmup: float = 0.0,
 ) -> ArchitectureResult:
     """Adam (coupled weight decay) on the MSE of any model mapping Z (B, D+1, N+1) -> (B,).
 
@@ -379,6 +397,9 @@ def train_architecture(
     epoch is one pass over a `generator`-shuffled permutation. Models with `forward_stats`
     train on precomputed (C, zq), so an epoch costs O(P (D+1)²). The model is trained in place,
     in its own dtype; losses are recorded after 0, k, 2k, ..., epochs epochs.
+    The learning rate is `lr` times `lr_factor` (schedule "constant" or "cosine", with a linear
+    warm-up over the first `warmup` fraction of the steps): softmax models need a decaying rate
+    to settle, the paper's linear protocol uses a constant one.
     """
     dtype = next(model.parameters()).dtype
     X, y = _model_inputs(model, train[0], dtype), train[1].to(dtype)
@@ -389,6 +410,15 @@ def train_architecture(
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     points = set(record_points(epochs, record_every))
     train_hist, test_hist = [], []
+    total = epochs * (1 if full_batch else math.ceil(P / batch_size))
+    warm = math.ceil(warmup * total)
+    step = 0
+
+    def adam_step() -> None:
+        nonlocal step
+        opt.param_groups[0]["lr"] = lr * lr_factor(step, total, schedule, warm)
+        opt.step()
+        step += 1
 
     def record(train_mse: float) -> None:
         train_hist.append(train_mse)
@@ -405,7 +435,7 @@ def train_architecture(
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            adam_step()
             continue
         if epoch in points:
             record(_dataset_mse(model, X, y, eval_chunk))
@@ -417,7 +447,7 @@ def train_architecture(
             loss = ((_predict(model, tuple(x[idx] for x in X)) - y[idx]) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            adam_step()
 
     as_tensor = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
     return ArchitectureResult(

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .claims import PAPER_KINDS, Claim
+
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -24,6 +26,9 @@ th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;fo
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
 details{margin:.5em 0}code{background:#f6f8fa;padding:0 .2em}.note{background:#fff8c5;padding:.3em .6em;margin:.3em 0}
 nav{font-size:.9em;color:#555;margin-bottom:1em}a{color:#0550ae}td{overflow-wrap:anywhere}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1em}
+.card{border:1px solid #ddd;padding:.5em;font-size:.9em}.card img{display:block;max-width:100%;margin:0 auto .4em}
+.nofig{display:block;padding:3em 0;text-align:center;color:#888}table.matrix td,table.matrix th,.nowrap{white-space:nowrap}
 """
 
 
@@ -62,31 +67,53 @@ def paper_value_text(pv: Any) -> str:
     return _fmt(float(pv))
 
 
+def claim_text(saved: dict[str, Any]) -> dict[str, str]:
+    """A saved claim as the strings every table shows (the site's HTML, the docs' markdown). Its
+    tolerance text and verdict are recomputed from the numbers, never read back."""
+    c = Claim.from_dict(saved)
+    return {"kind": c.kind, "name": c.name, "paper": c.paper, "paper_value": paper_value_text(c.paper_value),
+            "source": c.source or "", "ours": estimate_text(saved["ours"]), "method": c.ours.method,
+            "tolerance": c.target or "none declared", "verdict": c.verdict, "note": c.note}
+
+
 SECTIONS = (("paper-value", "Paper's numbers"), ("paper-shape", "Paper's qualitative claims"),
             ("sanity", "Sanity checks (not counted as reproduction)"),
             ("engineering", "Engineering (sizes, speed; not science)"))
+CLAIM_HEAD = ["paper's claim", "paper's value (source)", "ours ± CI (method)", "tolerance", "verdict"]
+CHECK_HEAD = ["check", "ours ± CI (method)", "expected", "verdict"]  # sanity and engineering: no paper value
 
 
-def claims_table(claims: list[dict[str, Any]], kinds: tuple[str, ...] | None = None) -> str:
+def claim_cells(saved: dict[str, Any]) -> list[str]:
+    """One claim as HTML cells: under CLAIM_HEAD for the paper's kinds, CHECK_HEAD for the others."""
+    t = claim_text(saved)
+
+    def small(text: str) -> str:
+        return f"<br><small>{_esc(text)}</small>" if text else ""
+
+    cells = [f"{_esc(t['paper'])}{small(t['name'])}", f"{_esc(t['paper_value'] or '—')}{small(t['source'])}",
+             f"{_esc(t['ours'])}{small(t['method'])}", _esc(t["tolerance"]), verdict_html(t["verdict"]) + small(t["note"])]
+    return cells if t["kind"] in PAPER_KINDS else [cells[0], *cells[2:]]
+
+
+def claim_head(kind: str) -> list[str]:
+    return CLAIM_HEAD if kind in PAPER_KINDS else CHECK_HEAD
+
+
+def html_table(head: list[str], rows: list[list[str]]) -> str:
+    """Cells are HTML already (escaped by the caller)."""
+    ths = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{ths}</tr>{trs}</table>"
+
+
+def claims_table(claims: list[dict[str, Any]]) -> str:
     """The claims of one run, a section per kind: the paper's claim and value (with its source), ours
     with its interval and how it was made, the declared tolerance, and the computed verdict."""
     out = []
     for kind, title in SECTIONS:
-        if kinds is not None and kind not in kinds:
-            continue
-        rows = [c for c in claims if c.get("kind") == kind]
-        if not rows:
-            continue
-        trs = "".join(
-            f"<tr><td>{_esc(c['name'])}</td><td>{_esc(c['paper'])}"
-            + (f"<br><small>{_esc(c['source'])}</small>" if c.get("source") else "") + "</td>"
-            f"<td>{_esc(paper_value_text(c.get('paper_value')))}</td>"
-            f"<td>{_esc(estimate_text(c['ours']))}<br><small>{_esc(c['ours'].get('method', ''))}</small></td>"
-            f"<td>{_esc(c.get('target') or '')}</td><td>{verdict_html(c['verdict'])}"
-            + (f"<br><small>{_esc(c['note'])}</small>" if c.get("note") else "") + "</td></tr>"
-            for c in rows)
-        out.append(f"<h3>{_esc(title)}</h3><table><tr><th>quantity</th><th>paper's claim</th><th>paper's value</th>"
-                   f"<th>ours</th><th>tolerance</th><th>verdict</th></tr>{trs}</table>")
+        rows = [claim_cells(c) for c in claims if c.get("kind") == kind]
+        if rows:
+            out.append(f"<h3>{_esc(title)}</h3>" + html_table(claim_head(kind), rows))
     return "".join(out)
 
 

@@ -19,7 +19,8 @@ from .errors import IclabError
 from .store import finished_runs
 
 CLAIM_COLUMNS = ["run", "experiment", "preset", "seed", "name", "kind", "paper", "paper_value", "source", "ours",
-                 "ours_lo", "ours_hi", "method", "target", "verdict"]
+                 "ours_lo", "ours_hi", "method", "tolerance", "verdict", "note"]
+CLAIM_SHOWN = ["name", "kind", "paper_value", "ours", "ours_lo", "ours_hi", "method", "tolerance", "verdict"]  # printed
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -48,7 +49,7 @@ def run_seed(run: dict[str, Any]) -> Any:
 def experiment_runs(experiment: str, runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """The finished runs of one experiment, oldest first; a one-line error if there are none."""
     runs_dir = Path(runs_dir)
-    runs = [r for r in finished_runs(runs_dir, experiment) if Path(r["path"]).parent.name == experiment]
+    runs = [r for r in finished_runs(runs_dir, experiment) if run_experiment(r) == experiment]
     if not runs:
         from .experiment import get_experiment
 
@@ -108,24 +109,58 @@ def results(experiment: str, runs_dir: str | Path = "runs", table: str = "metric
     return collate(experiment, runs_dir, table)[0]
 
 
-def claims(experiment: str | None = None, runs_dir: str | Path = "runs") -> pd.DataFrame:
-    """The paper's claims beside ours, one row per claim per finished run (of one experiment, or all)."""
+def claims(experiment: str | None = None, runs_dir: str | Path = "runs", *, newest: bool = False) -> pd.DataFrame:
+    """The paper's claims beside ours, one row per claim per finished run (of one experiment, or all), with
+    the declared tolerance in words and the verdict recomputed from the numbers. `newest`: only the newest
+    run of each experiment and preset, the runs a scoreboard counts."""
     if experiment is not None:
         runs = experiment_runs(experiment, runs_dir)
     else:
         runs = finished_runs(Path(runs_dir))
         if not runs:
             raise IclabError(f"no finished runs in {runs_dir}/; run `iclab reproduce --quick` or `iclab run EXPERIMENT` first")
-        runs = sorted(runs, key=lambda r: (Path(r["path"]).parent.name, r["env"].get("started", ""), run_key(r)))
+    if newest:
+        runs = newest_runs(runs)
+    runs = sorted(runs, key=lambda r: (run_experiment(r), r["env"].get("started", ""), run_key(r)))
     rows = []
     for r in runs:
         for d in r["summary"].get("claims", []):
             c = Claim.from_dict(d)  # the verdict is recomputed from the numbers, never read
             pv = c.paper_value
-            rows.append([run_key(r), Path(r["path"]).parent.name, r["meta"].get("preset"), run_seed(r), c.name,
+            rows.append([run_key(r), run_experiment(r), r["meta"].get("preset"), run_seed(r), c.name,
                          c.kind, c.paper, json.dumps(pv) if isinstance(pv, list) else pv, c.source, c.ours.value,
-                         c.ours.lo, c.ours.hi, c.ours.method, c.target, c.verdict])
+                         c.ours.lo, c.ours.hi, c.ours.method, c.target, c.verdict, c.note])
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def claims_shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The claims frame as `iclab results --claims` prints it: a paper curve (JSON text) cut to its first values."""
+
+    def short(pv: Any) -> Any:
+        if not (isinstance(pv, str) and pv.startswith("[")):
+            return pv
+        values = json.loads(pv)
+        return ", ".join(cell_text(float(v)) for v in values[:3]) + (f", … ({len(values)} values)" if len(values) > 3 else "")
+
+    return frame.assign(paper_value=frame["paper_value"].map(short))
+
+
+def run_experiment(run: dict[str, Any]) -> str:
+    """The experiment a run belongs to: its directory's parent in the store."""
+    return Path(run["path"]).parent.name
+
+
+def newest_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest run of each experiment and preset (no preset counts as one), in the order given: the
+    runs a scoreboard counts, so a sweep of ten seeds or an old rerun is not counted ten times or twice."""
+    newest: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in runs:
+        key = (run_experiment(r), r["meta"].get("preset"))
+        if key not in newest or (r["env"].get("started", ""), run_key(r)) > (newest[key]["env"].get("started", ""),
+                                                                             run_key(newest[key])):
+            newest[key] = r
+    kept = {id(r) for r in newest.values()}
+    return [r for r in runs if id(r) in kept]
 
 
 def varying(records: list[dict[str, Any]], keys: list[str]) -> list[str]:

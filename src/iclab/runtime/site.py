@@ -2,11 +2,17 @@
 
 Layout, all links relative so it works from file:// and from any web server:
 
-    index.html                              the research lines, counts, targets met, environments
-    <line>/index.html                       one research line: its experiments
+    index.html                              claims per kind and verdict per research line, a gallery of
+                                            each line's experiments (main figure and verdicts), environments
+    <line>/index.html                       one research line: its gallery, the scoreboard of the paper's
+                                            claims, then its sanity checks and engineering numbers apart
     <line>/<experiment>/index.html          one experiment: its runs, newest first
-    <line>/<experiment>/<hash>/index.html   one run: claims, figures, notes, settings, environment
+    <line>/<experiment>/<hash>/index.html   one run: claims by kind, figures, notes, settings, environment
     <line>/<experiment>/<hash>/figures/*.png, tables/*.csv   copies, so the site stands alone
+    <line>/<experiment>/<hash>/thumbs/*.png  the gallery's downscaled main figure (newest run only)
+
+Counts and scoreboards use the newest run of each experiment and preset (`results.newest_runs`), so
+a sweep of ten seeds counts once; the experiment pages show every run.
 
 The site is built in a temporary directory beside its destination and swapped into place,
 so a reader never sees half a site, and it depends on the runs only (no build time in it).
@@ -23,16 +29,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .claims import PAPER_KINDS, count_verdicts
+from .claims import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
 from .errors import IclabError
 from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, research_line
-from .report import _esc, _fmt, claims_table, estimate_text, page, run_section, verdict_html
-from .results import flatten_config, run_key, run_seed, varying
+from .report import (_esc, _fmt, claim_cells, claim_head, claim_text, claims_table, html_table, page,
+                     run_section, verdict_html)
+from .results import flatten_config, newest_runs, run_experiment, run_key, run_seed, varying
 from .store import finished_runs, replace_dir
 
 MARKER = ".iclab-site"  # marks a directory as ours to replace on the next build
 PER_RUN_ENV = {"seed", "started", "seconds"}  # what differs run to run; the rest describes a machine
 MAX_CLAIM_COLUMNS = 6
+THUMB_SIZE = (360, 270)  # px, at most: a gallery card's picture
 
 Run = dict[str, Any]
 
@@ -77,10 +85,6 @@ def _preset(run: Run) -> str:
     return run["meta"].get("preset") or "defaults"
 
 
-def _experiment(run: Run) -> str:
-    return Path(run["path"]).parent.name
-
-
 def _newest_first(runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: (r["env"].get("started", ""), run_key(r)), reverse=True)
 
@@ -89,23 +93,31 @@ def _lines(runs: list[Run]) -> dict[ResearchLine, dict[str, list[Run]]]:
     """line -> experiment -> its runs (newest first); the three research lines always, `other` if used."""
     by_exp: dict[str, list[Run]] = {}
     for r in runs:
-        by_exp.setdefault(_experiment(r), []).append(r)
+        by_exp.setdefault(run_experiment(r), []).append(r)
     out: dict[ResearchLine, dict[str, list[Run]]] = {line: {} for line in RESEARCH_LINES.values()}
     for name in sorted(by_exp):
         out.setdefault(research_line(name), {})[name] = _newest_first(by_exp[name])
     return out
 
 
-def _met(runs: list[Run]) -> str:
-    """Verdicts of the paper's claims (paper-value and paper-shape) over these runs, e.g. '5 reproduced,
-    1 differs'; sanity and engineering claims are not counted."""
-    counts = count_verdicts([c for r in runs for c in r["summary"].get("claims", [])])
+def _scored(exps: dict[str, list[Run]]) -> list[Run]:
+    """The runs the scoreboards and counts use: the newest of each experiment and preset."""
+    return newest_runs([r for runs in exps.values() for r in runs])
+
+
+def _claims(runs: list[Run], kinds: tuple[str, ...]) -> list[tuple[Run, dict[str, Any]]]:
+    return [(r, c) for r in runs for kind in kinds for c in r["summary"].get("claims", []) if c.get("kind") == kind]
+
+
+def _tally(runs: list[Run], kinds: tuple[str, ...] = PAPER_KINDS) -> str:
+    """The verdicts of these runs' claims of `kinds`, coloured, e.g. '5 reproduced · 1 differs' (HTML)."""
+    counts = count_verdicts([c for _, c in _claims(runs, kinds)])
     tally: dict[str, int] = {}
-    for kind in PAPER_KINDS:
+    for kind in kinds:
         for verdict, n in counts[kind].items():
             tally[verdict] = tally.get(verdict, 0) + n
-    order = ["reproduced", "differs", "inconclusive", "reported"]
-    return ", ".join(f"{tally[v]} {v}" for v in order if tally.get(v)) or "—"
+    order = [v for kind in kinds for v in (*VERDICTS[kind], "reported")]
+    return " · ".join(f"{tally[v]} {verdict_html(v)}" for v in dict.fromkeys(order) if tally.get(v)) or "—"
 
 
 def _href(*parts: str) -> str:
@@ -114,13 +126,6 @@ def _href(*parts: str) -> str:
 
 def _link(text: str, *parts: str) -> str:
     return f'<a href="{_href(*parts)}">{_esc(text)}</a>'
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    """Cells are HTML already (escaped by the caller)."""
-    ths = "".join(f"<th>{_esc(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{ths}</tr>{trs}</table>"
 
 
 def _nav(*crumbs: str) -> str:
@@ -136,28 +141,87 @@ def _write(path: Path, title: str, body: str) -> None:
 
 def _write_site(root: Path, runs: list[Run]) -> None:
     lines = _lines(runs)
-    _write(root / "index.html", "iclab results", _index_body(lines, runs))
+    thumbs: dict[str, tuple[str, ...] | None] = {}  # experiment -> its thumbnail, relative to its line's page
     for line, exps in lines.items():
-        _write(root / line.name / "index.html", f"iclab: {line.title}", _line_body(line, exps))
         for name, exp_runs in exps.items():
             _write(root / line.name / name / "index.html", f"iclab: {name}", _experiment_body(line, name, exp_runs))
             for r in exp_runs:
                 run_page = root / line.name / name / run_key(r)
                 _write(run_page / "index.html", f"iclab: {name} {run_key(r)}", _run_body(line, name, r, run_page))
-
-
-def _index_body(lines: dict[ResearchLine, dict[str, list[Run]]], runs: list[Run]) -> str:
-    rows = []
+            thumbs[name] = _thumbnail(root / line.name, name, exp_runs[0])
+    _write(root / "index.html", "iclab results", _index_body(lines, runs, thumbs))
     for line, exps in lines.items():
-        line_runs = [r for rs in exps.values() for r in rs]
-        rows.append([_link(line.title, line.name, "index.html"), _esc(line.paper), f"<code>{_esc(line.package)}</code>",
-                     str(len(exps)), str(len(line_runs)), _met(line_runs)])
+        _write(root / line.name / "index.html", f"iclab: {line.title}", _line_body(line, exps, thumbs))
+
+
+def _thumbnail(line_dir: Path, name: str, run: Run) -> tuple[str, ...] | None:
+    """A small PNG of the run's main figure (its first), beside its run page; None if it drew none.
+    Pillow comes with matplotlib."""
+    from PIL import Image
+
+    figures = run["summary"].get("figures", [])
+    png = next((f for f in (figures[0]["files"] if figures else []) if f.endswith(".png")), None)
+    if png is None or not (Path(run["path"]) / png).is_file():
+        return None
+    parts = (name, run_key(run), "thumbs", Path(png).name)
+    dest = line_dir.joinpath(*parts)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(Path(run["path"]) / png) as im:
+        im.thumbnail(THUMB_SIZE)
+        im.save(dest, optimize=True)
+    return parts
+
+
+def _gallery(exps: dict[str, list[Run]], thumbs: dict[str, tuple[str, ...] | None], *base: str) -> str:
+    """One card per experiment: its main figure (a link to its newest run's page), title and verdicts."""
+    cards = []
+    for name, runs in exps.items():
+        newest, thumb = runs[0], thumbs.get(name)
+        run_page = (*base, name, run_key(newest), "index.html")
+        picture = (f'<img alt="{_esc(name)}: main figure" src="{_href(*base, *thumb)}">' if thumb
+                   else '<span class="nofig">no figure</span>')
+        sanity = _claims([newest], ("sanity",))
+        cards.append(f'<div class="card"><a href="{_href(*run_page)}">{picture}</a><div>'
+                     f'{_link(name, *base, name, "index.html")} · {_esc(newest["meta"].get("title", ""))}'
+                     f'<br><small>{_esc(newest["meta"].get("paper", ""))}; newest run '
+                     f'{_link(run_key(newest), *run_page)} ({_esc(_preset(newest))})</small>'
+                     f'<br>paper claims: {_tally([newest])}'
+                     + (f'<br><small>sanity: {_tally([newest], ("sanity",))}</small>' if sanity else "")
+                     + "</div></div>")
+    return f'<div class="gallery">{"".join(cards)}</div>'
+
+
+def _matrix(lines: dict[ResearchLine, dict[str, list[Run]]]) -> str:
+    """Claims per kind (rows) and research line (columns), each cell its verdict counts, over the scored runs."""
+    head = "".join(f"<th>{_link(line.title, line.name, 'index.html')}</th>" for line in lines)
+    rows = "".join(f"<tr><th>{_esc(kind)}</th>" + "".join(f"<td>{_tally(_scored(exps), (kind,))}</td>"
+                                                          for exps in lines.values()) + "</tr>"
+                   for kind in KINDS)
+    return f'<table class="matrix"><tr><th>claims</th>{head}</tr>{rows}</table>'
+
+
+def _index_body(lines: dict[ResearchLine, dict[str, list[Run]]], runs: list[Run],
+                thumbs: dict[str, tuple[str, ...] | None]) -> str:
     n_exp = sum(len(exps) for exps in lines.values())
-    return (f"<h1>iclab results</h1><p>{len(runs)} finished runs of {n_exp} experiments. Each run page shows the "
-            "paper's claim beside our number, every figure with its settings and seed, and the environment.</p>"
-            "<h2>Research lines</h2>"
-            + _table(["research line", "paper", "package", "experiments", "runs", "verdicts (paper claims)"], rows)
-            + "<h2>Environments</h2><p>The machines and versions the runs came from.</p>" + _environments(runs))
+    n_scored = sum(len(_scored(exps)) for exps in lines.values())
+    body = (f"<h1>iclab results</h1><p>{len(runs)} finished runs of {n_exp} experiments. Counts and scoreboards use "
+            f"the newest run of each experiment and preset ({n_scored} runs); each experiment's page lists all of its "
+            "runs. A paper's claim is <i>reproduced</i> when our confidence interval lies inside the tolerance "
+            "declared in the experiment's code, <i>differs</i> when it lies outside, <i>inconclusive</i> when it "
+            "straddles the border. Sanity checks and engineering numbers are counted apart: they are not "
+            "reproduction.</p><h2>Claims by kind and verdict</h2>" + _matrix(lines))
+    for line, exps in lines.items():
+        if not exps and line is OTHER_LINE:
+            continue
+        body += (f"<h2>{_link(line.title, line.name, 'index.html')}</h2><p><b>{_esc(line.paper)}</b> · package "
+                 f"<code>{_esc(line.package)}</code> · paper claims: {_tally(_scored(exps))}</p>"
+                 + (_gallery(exps, thumbs, line.name) if exps else _no_runs(line)))
+    return body + "<h2>Environments</h2><p>The machines and versions the runs came from.</p>" + _environments(runs)
+
+
+def _no_runs(line: ResearchLine) -> str:
+    prefix = "" if line is OTHER_LINE else f" --only {line.name}."
+    return f"<p>No finished runs yet: run <code>iclab reproduce --quick{_esc(prefix)}</code>.</p>"
 
 
 def _environments(runs: list[Run]) -> str:
@@ -172,24 +236,38 @@ def _environments(runs: list[Run]) -> str:
         rows.append([f"<code>{_esc(_fmt(machine[k]))}</code>" if k in machine else "" for k in keys]
                     + [str(len(members)), _esc(members[0]["env"].get("started", "")),
                        _esc(members[-1]["env"].get("started", ""))])
-    return _table(keys + ["runs", "first run", "last run"], rows)
+    return html_table(keys + ["runs", "first run", "last run"], rows)
 
 
-def _line_body(line: ResearchLine, exps: dict[str, list[Run]]) -> str:
+def _line_body(line: ResearchLine, exps: dict[str, list[Run]], thumbs: dict[str, tuple[str, ...] | None]) -> str:
     head = _nav(_link("iclab results", "..", "index.html"), _esc(line.title))
     intro = f"<h1>{_esc(line.title)}</h1><p><b>{_esc(line.paper)}</b> · package <code>{_esc(line.package)}</code></p>"
     if not exps:
-        prefix = "" if line is OTHER_LINE else f" --only {line.name}."
-        return head + intro + f"<p>No finished runs yet: run <code>iclab reproduce --quick{_esc(prefix)}</code>.</p>"
-    rows = []
-    for name, runs in exps.items():
-        meta, newest = runs[0]["meta"], runs[0]
-        rows.append([_link(name, name, "index.html"), _esc(meta.get("title", "")), _esc(meta.get("paper", "")),
-                     str(len(runs)), _esc(", ".join(sorted({_preset(r) for r in runs}))),
-                     _link(f"{run_key(newest)} ({_preset(newest)})", name, run_key(newest), "index.html"),
-                     _met(runs)])
-    return head + intro + _table(["experiment", "what", "reproduces", "runs", "presets", "newest run",
-                                  "verdicts (paper claims)"], rows)
+        return head + intro + _no_runs(line)
+    scored = _scored(exps)
+    rows = [[_link(name, name, "index.html"), _esc(runs[0]["meta"].get("title", "")),
+             _esc(runs[0]["meta"].get("paper", "")), str(len(runs)), _esc(", ".join(sorted({_preset(r) for r in runs}))),
+             _tally(newest_runs(runs))] for name, runs in exps.items()]
+    return (head + intro + _gallery(exps, thumbs)
+            + f"<h2>Scoreboard: the paper's claims</h2><p>The paper-value and paper-shape claims of the newest run "
+              f"of each experiment and preset ({len(scored)} run{'s' * (len(scored) != 1)}; each row links its run). Verdicts: "
+              f"{_tally(scored)}.</p>"
+            + _board(scored, PAPER_KINDS, "No run of this line states a claim of the paper.")
+            + "<h2>Sanity checks (not counted as reproduction)</h2><p>Identities and consistency checks of our own "
+              "code, from the same runs.</p>" + _board(scored, ("sanity",), "No sanity checks.")
+            + "<h2>Engineering (sizes, speed; not science)</h2>" + _board(scored, ("engineering",), "None.")
+            + "<h2>Experiments</h2>" + html_table(["experiment", "what", "reproduces", "runs", "presets",
+                                                   "verdicts (paper claims, newest run per preset)"], rows))
+
+
+def _board(runs: list[Run], kinds: tuple[str, ...], empty: str) -> str:
+    """The claims of `kinds`, one row each, behind the experiment and run they come from."""
+    pairs = _claims(runs, kinds)
+    if not pairs:
+        return f"<p>{_esc(empty)}</p>"
+    rows = [[f'<span class="nowrap">{_link(run_experiment(r), run_experiment(r), run_key(r), "index.html")}</span>'
+             f"<br><small>{_esc(_preset(r))}</small>", *claim_cells(c)] for r, c in pairs]
+    return html_table(["experiment", *claim_head(kinds[0])], rows)
 
 
 def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
@@ -200,13 +278,13 @@ def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
     vary = varying(configs, fields)
     rows = [[_link(run_key(r), run_key(r), "index.html"), _esc(_preset(r)), _esc(run_seed(r))]
             + [f"<code>{_esc(_fmt(c.get(f, '')))}</code>" for f in vary]
-            + [_esc(r["env"].get("started", "")), _esc(r["env"].get("seconds", "")), _met([r])]
+            + [_esc(r["env"].get("started", "")), _esc(r["env"].get("seconds", "")), _tally([r])]
             for r, c in zip(runs, configs)]
     body = (head + f"<h1>{_esc(name)}: {_esc(meta.get('title', ''))}</h1><p>Reproduces <b>{_esc(meta.get('paper', ''))}"
             f"</b>. {len(runs)} finished run{'s' if len(runs) != 1 else ''}, newest first"
             + (f"; the settings that differ between them: {_esc(', '.join(vary))}" if vary else "") + ".</p>"
             + "<h2>Runs</h2>"
-            + _table(["run", "preset", "seed", *vary, "started", "seconds", "verdicts (paper claims)"], rows)
+            + html_table(["run", "preset", "seed", *vary, "started", "seconds", "verdicts (paper claims)"], rows)
             + _claims_across(runs))
     newest = runs[0]
     body += (f"<h2>Newest run's claims ({_link(run_key(newest), run_key(newest), 'index.html')})</h2>"
@@ -224,11 +302,12 @@ def _claims_across(runs: list[Run]) -> str:
         return ""
 
     def cell(c: dict[str, Any]) -> str:
-        return f"{_esc(estimate_text(c['ours']))} {verdict_html(c['verdict'])}"
+        t = claim_text(c)
+        return f"{_esc(t['ours'])} {verdict_html(t['verdict'])}"
 
     rows = [[_link(run_key(r), run_key(r), "index.html")] + [cell(claims[n]) for n in common]
             for r, claims in zip(runs, per_run)]
-    return "<h2>Our numbers across runs</h2>" + _table(["run", *common], rows)
+    return "<h2>Our numbers across runs</h2>" + html_table(["run", *common], rows)
 
 
 def _run_body(line: ResearchLine, name: str, run: Run, page_dir: Path) -> str:

@@ -8,8 +8,11 @@ from the camera-ready table committed in roeehendel/icl_task_vectors
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
+from .stats import MIN_GAIN
 from .tasks import SUBSTITUTES
 
 PAPER_MODELS = ("LLaMA 7B", "LLaMA 13B", "LLaMA 30B", "GPT-J 6B", "Pythia 2.8B", "Pythia 6.9B", "Pythia 12B")
@@ -36,15 +39,44 @@ PAPER_TABLE: dict[str, list[tuple[float, float, float]]] = {
     "translation_fr_en": [(0.15, 0.66, 0.7), (0.25, 0.54, 0.72), (0.2, 0.62, 0.78), (0.13, 0.66, 0.76), (0.1, 0.64, 0.82), (0.14, 0.66, 0.74), (0.14, 0.68, 0.8)],
 }
 
-# The paper's averaged TV / ICL ratio over tasks with ICL - baseline >= 0.2, per model: 0.83-0.91.
-PAPER_TV_OVER_ICL = (0.83, 0.91)
+SOURCE = "appendix table (main_experiment_results_table.tex), §4.1"
+SOURCE_AVERAGES = "per-model averages of the appendix table over tasks with ICL − baseline ≥ 0.20, §4.2"
+
+
+def _kept(cell: tuple[float, float, float]) -> bool:
+    """The paper's filter on its own two-decimal numbers, compared exactly (as decimals, not floats)."""
+    return Fraction(str(cell[2])) - Fraction(str(cell[0])) >= MIN_GAIN
+
+
+def paper_model_means() -> dict[str, tuple[float, float, float, int]]:
+    """Per paper model: mean baseline, task vector and ICL over its filtered tasks, and how many it kept."""
+    out = {}
+    for m, model in enumerate(PAPER_MODELS):
+        cells = [cells[m] for cells in PAPER_TABLE.values() if _kept(cells[m])]
+        bl, tv, icl = np.mean(cells, axis=0)
+        out[model] = (float(bl), float(tv), float(icl), len(cells))
+    return out
+
+
+def paper_tv_over_icl() -> float:
+    """The paper's headline: TV / ICL per model (ratio of the filtered means), averaged over its 7 models."""
+    return float(np.mean([tv / icl for _, tv, icl, _ in paper_model_means().values()]))
+
+
+def paper_original(task: str) -> str:
+    """The paper's task that `task` stands for (itself, or the task a substitute replaces)."""
+    return {v: k for k, v in SUBSTITUTES.items()}.get(task, task)
 
 
 def paper_reference(task: str) -> dict[str, float | str]:
-    """The paper's mean over its seven models for `task` (or for the task it substitutes)."""
-    original = {v: k for k, v in SUBSTITUTES.items()}.get(task, task)
+    """The paper's mean and range over its seven models for `task` (or for the task it substitutes)."""
+    original = paper_original(task)
+    cols = ("baseline", "task_vector", "icl")
     if original not in PAPER_TABLE:
-        return {"paper_task": "", "paper_baseline": np.nan, "paper_task_vector": np.nan, "paper_icl": np.nan}
-    bl, tv, icl = np.mean(PAPER_TABLE[original], axis=0)
-    return {"paper_task": original, "paper_baseline": round(float(bl), 3),
-            "paper_task_vector": round(float(tv), 3), "paper_icl": round(float(icl), 3)}
+        return {"paper_task": "", **{f"paper_{c}{s}": np.nan for c in cols for s in ("", "_min", "_max")}}
+    cells = np.array(PAPER_TABLE[original])  # (7 models, 3)
+    out: dict[str, float | str] = {"paper_task": original}
+    for j, c in enumerate(cols):
+        out.update({f"paper_{c}": round(float(cells[:, j].mean()), 3), f"paper_{c}_min": float(cells[:, j].min()),
+                    f"paper_{c}_max": float(cells[:, j].max())})
+    return out

@@ -16,9 +16,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 from iclab.runtime.errors import IclabError
+from iclab.runtime.seeding import make_rng
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge")
 COMPARATORS = ("exact", "prefix", "synonym")
@@ -63,7 +62,7 @@ def _letters(shift: int) -> list[tuple[str, str]]:
 def _lists(pick: int, n: int = 1000, seed: int = 0) -> list[tuple[str, str]]:
     """n distinct comma-separated letter lists of length 2-4 (letters drawn with replacement), as in
     the paper's ListOperationTask; a fixed seed makes the finite pool the same everywhere."""
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed, "algorithmic-lists")
     seen: dict[str, str] = {}
     while len(seen) < n:
         items = rng.choice(list(string.ascii_lowercase), size=int(rng.integers(2, 5)))

@@ -1,4 +1,5 @@
-"""Block statistics of the "structure" experiments (Figs. 1, 3, S2, S3, S7) and their closed forms.
+"""Block statistics of the "structure" experiments (Figs. 1, 3, S2, S3, S7) and their closed forms;
+bootstrap estimates over repeats for the training experiments (Figs. 4b, S4).
 
 The pooled draws come from the exact reduced sampler (`iclab.linear.sampling.sample_reduced`), whose
 features s (..., D+1, D) drop the last column of the core layout (identically zero: the query label
@@ -12,12 +13,16 @@ the D^2 spins of W11 come first and the D last-row spins last (as in the full la
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from iclab.linear.analysis import histogram_counts
+from iclab.runtime import Estimate
 
 # The official Fig. 1 / S2 histogram windows (fig-1/plot.py x-limits = fig-S2/data.py bins),
 # tuned to D = 5; values outside are dropped, as pandas.cut does in the official S2 script.
@@ -145,3 +150,53 @@ def predicted_stats(D: int, N: int, P: int, norm: str = "N+1") -> dict[str, floa
             D * (D + 2) * (D + 4) * (D + 6) * N * (N + 2) * (N + 4) * (N + 6) / (D**4 * k**4 * P)
         ),
     }
+
+
+# -----------------------------------------------------------------------------
+# estimates over repeats, and the settings a paper value is tied to (Figs. 4b, S4)
+
+
+def repeat_estimate(table: np.ndarray, stat: Callable[[np.ndarray], float], unit: str = "repeats") -> Estimate:
+    """stat(table) for a (R, K) table of per-repeat values at K sweep points (NaN: a run left out,
+    e.g. AMP not converged), with a percentile bootstrap over the R repeats (rows resampled
+    together). stat must tolerate NaN columns (use nanmean): a resample can drop every finite
+    value of a sparse column. Where stat has no finite value on the data, the estimate is NaN
+    (judged inconclusive)."""
+    table = np.asarray(table, dtype=float).reshape(len(table), -1)  # (R, K)
+    table = table[~np.isnan(table).all(1)]  # a repeat with no value anywhere carries no information
+
+    def of_columns(*cols: np.ndarray) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a resample
+            return float(stat(np.column_stack(cols)))
+
+    if not len(table) or not math.isfinite(of_columns(*table.T)):
+        return Estimate(float("nan"), n=len(table), method=f"undefined: no finite values over the {unit}")
+    return Estimate.bootstrap(*table.T, statistic=of_columns, unit=unit)
+
+
+def nanmean_columns(table: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN, NaN for an all-NaN column, without the empty-slice warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(table, axis=0)
+
+
+def settings_differ(cfg: Any, paper: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    """The settings among `keys` where cfg differs from the paper's ("name=ours (paper: x)"): a paper
+    value estimates a quantity fixed by these settings, so it is compared only when this is empty."""
+    return [f"{k}={getattr(cfg, k)!r} (paper: {paper[k]!r})" for k in keys if getattr(cfg, k) != paper[k]]
+
+
+def std_estimate(samples: np.ndarray, unit: str = "repeats", level: float = 0.95) -> Estimate:
+    """The std (ddof=1) of independent samples with its chi-square interval (exact for normal
+    samples; a percentile bootstrap of a std undercovers badly at a handful of repeats)."""
+    from scipy import stats
+
+    x = np.asarray(samples, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return Estimate(float("nan"), n=int(x.size), method=f"fewer than two {unit}: no std")
+    s, df = float(x.std(ddof=1)), x.size - 1
+    lo, hi = (s * math.sqrt(df / stats.chi2.ppf(q, df)) for q in (0.5 + level / 2, 0.5 - level / 2))
+    return Estimate(s, lo, hi, int(x.size), f"{level:.0%} chi-square interval over {x.size} {unit}")

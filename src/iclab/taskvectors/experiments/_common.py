@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from iclab.runtime import ExperimentConfig, IclabError, RunContext
+from iclab.runtime import Estimate, ExperimentConfig, IclabError, RunContext
 from iclab.runtime.seeding import torch_threads
 
-from ..evaluate import TaskResult, evaluate_task
+from ..evaluate import CONDITIONS, TaskResult, evaluate_task
 from ..method import TaskVectorRunner
+from ..paper import paper_reference
 from ..prompts import TEMPLATES, get_template, prepare_task
+from ..stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_estimate
 from ..tasks import Task, resolve_tasks
 
 
@@ -30,6 +32,8 @@ class TaskVectorConfig(ExperimentConfig):
     n_dummy: int = Field(2, ge=1, description="Dummy queries averaged into θ(S) (the paper's code: 2).")
     mode: Literal["replace", "add"] = Field("replace", description="Patch by replacing the state (the paper) or adding θ.")
     batch_size: int = Field(32, ge=1, description="Prompts per forward pass.")
+    episode_seeds: int = Field(1, ge=1, description="Independent episode draws per task (dev/test split, "
+                               "episodes, dev-chosen layer), pooled: one draw is a hint, several a result.")
 
     @field_validator("model")
     @classmethod
@@ -81,36 +85,115 @@ def load_runner(cfg: TaskVectorConfig) -> TaskVectorRunner:
 
 def run_tasks(cfg: TaskVectorConfig, ctx: RunContext, runner: TaskVectorRunner, tasks: list[Task],
               template: str | None = None, keep_thetas: bool = False) -> Iterator[TaskResult]:
-    """Evaluate each task (dev layer sweep, then baseline / ICL / task vector on test episodes)."""
+    """Evaluate each task once per episode seed (dev layer sweep, then baseline / ICL / task vector on
+    test episodes), tasks outermost."""
     tmpl = get_template(template or cfg.template)
     with torch_threads(lm_threads()):
         for task in ctx.progress(tasks, f"{cfg.model} [{tmpl.name}]", total=len(tasks)):
             prepared = prepare_task(task, runner.lm.tokenizer, tmpl)
-            yield evaluate_task(runner, prepared, tmpl, seed=cfg.seed, n_dev=cfg.n_dev, n_test=cfg.n_test,
-                                n_baseline=cfg.n_baseline, k=cfg.k, n_dummy=cfg.n_dummy, mode=cfg.mode,
-                                keep_thetas=keep_thetas)  # fmt: skip
+            for e in range(cfg.episode_seeds):
+                yield evaluate_task(runner, prepared, tmpl, seed=cfg.seed, episode_seed=e, n_dev=cfg.n_dev,
+                                    n_test=cfg.n_test, n_baseline=cfg.n_baseline, k=cfg.k, n_dummy=cfg.n_dummy,
+                                    mode=cfg.mode, keep_thetas=keep_thetas)  # fmt: skip
 
 
 def tasks_of(cfg: TaskVectorConfig) -> list[Task]:
     return resolve_tasks(cfg.tasks)
 
 
-def filtered_means(df: pd.DataFrame, min_gain: float = 0.20) -> dict[str, float]:
-    """The paper's summary: means over tasks where ICL beats the baseline by at least `min_gain`."""
-    keep = df[df["icl"] - df["baseline"] >= min_gain]
-    out = {"n_tasks": int(len(keep))}
-    for col in ("baseline", "icl", "task_vector"):
-        out[col] = float(keep[col].mean()) if len(keep) else float("nan")
-    out["tv_over_icl"] = out["task_vector"] / out["icl"] if len(keep) and out["icl"] > 0 else float("nan")
+def by_task(results: list[TaskResult]) -> dict[str, list[TaskResult]]:
+    """Task -> its results, one per episode seed (in run order)."""
+    out: dict[str, list[TaskResult]] = {}
+    for r in results:
+        out.setdefault(r.task, []).append(r)
     return out
+
+
+def pooled_layer(runs: list[TaskResult]) -> int:
+    """One layer for a task over its episode seeds: argmax of the dev curve averaged over the seeds
+    (dev only; ties to the lowest layer)."""
+    return int(np.argmax(np.mean([r.dev_curve for r in runs], axis=0)))
+
+
+def task_table(results: list[TaskResult]) -> pd.DataFrame:
+    """One row per task, pooled over episode seeds: counts, accuracies with bootstrap intervals over the
+    test prompts, the dev-chosen layers, and whether the task passes the paper's filter on dev (`kept`)
+    and, as the paper applies it, on test (`kept_on_test`)."""
+    rows = []
+    for task, runs in by_task(results).items():
+        seeds = pd.DataFrame([r.row() for r in runs])
+        counts = {c: int(seeds[c].sum()) for c in seeds.columns if c.endswith(("_correct", "_n"))}
+        row = {"task": task, "category": runs[0].category, "episode_seeds": len(runs), "n_pairs": runs[0].n_pairs,
+               "n_pairs_before_filter": runs[0].n_pairs_before_filter,
+               "best_layer": int(seeds["best_layer"].mode().min()),
+               "best_layers": " ".join(str(int(x)) for x in seeds["best_layer"]), "best_dev": seeds["best_dev"].mean()}
+        for c in CONDITIONS:
+            est = accuracy_estimate(np.concatenate([r.correct[c] for r in runs]))
+            row.update({c: est.value, f"{c}_lo": est.lo, f"{c}_hi": est.hi})
+        row["kept"] = passes_filter(counts["dev_icl_correct"], counts["dev_icl_n"], counts["dev_baseline_correct"],
+                                    counts["dev_baseline_n"])
+        row["kept_on_test"] = passes_filter(counts["icl_correct"], counts["icl_n"], counts["baseline_correct"],
+                                            counts["baseline_n"])
+        rows.append({**row, **counts, **paper_reference(task)})
+    return pd.DataFrame(rows)
+
+
+def scores(predictions: pd.DataFrame, task: str, conditions: tuple[str, ...], split: str = "test") -> np.ndarray:
+    """0/1 scores of one task's prompts from the saved predictions, (n_prompts, len(conditions)); the
+    conditions must be scored on the same episodes (ICL and task vector)."""
+    sub = predictions[(predictions["task"] == task) & (predictions["split"] == split)]
+    cols = [sub[sub["condition"] == c]["correct"].to_numpy(dtype=float) for c in conditions]
+    return np.stack(cols, axis=1)
+
+
+def is_true(column: pd.Series) -> pd.Series:
+    """A flag column as saved or read back from CSV (bools, or 'True'/'False' beside blanks)."""
+    return column.astype(str).eq("True")
+
+
+def filtered_estimates(metrics: pd.DataFrame, predictions: pd.DataFrame, kept: str = "kept") -> dict[str, Estimate]:
+    """The paper's summary over the tasks passing the filter (column `kept`): mean baseline, task vector
+    and ICL accuracy and TV / ICL, each with a two-level bootstrap interval (tasks, then test prompts)."""
+    tasks = metrics.loc[is_true(metrics[kept]), "task"].tolist()
+    pairs = [scores(predictions, t, ("task_vector", "icl")) for t in tasks]
+    return {"baseline": two_level_estimate([scores(predictions, t, ("baseline",)) for t in tasks]),
+            "task_vector": two_level_estimate([p[:, :1] for p in pairs]),
+            "icl": two_level_estimate([p[:, 1:] for p in pairs]),
+            "tv_over_icl": two_level_estimate(pairs, ratio_of_means)}  # fmt: skip
+
+
+def summary_row(metrics: pd.DataFrame, predictions: pd.DataFrame) -> dict:
+    """The summary table's numbers: the filtered means on dev-kept tasks (with intervals), the same on the
+    tasks the paper's procedure keeps (its filter on the test numbers), and the means over all tasks."""
+    row: dict = {"n_tasks": int(is_true(metrics["kept"]).sum())}
+    for name, est in filtered_estimates(metrics, predictions).items():
+        row.update({name: est.value, f"{name}_lo": est.lo, f"{name}_hi": est.hi})
+    on_test = filtered_estimates(metrics, predictions, "kept_on_test")
+    row.update({"n_tasks_test_filter": int(is_true(metrics["kept_on_test"]).sum()),
+                "tv_over_icl_test_filter": on_test["tv_over_icl"].value})
+    row.update({f"all_{c}": float(metrics[c].mean()) for c in CONDITIONS})
+    return row
+
+
+def predictions_frame(results: list[TaskResult]) -> pd.DataFrame:
+    """Every scored prompt: task, episode seed, split, condition, layer, query, gold, prediction, correct, prompt."""
+    return pd.DataFrame([{"task": r.task, **rec} for r in results for rec in r.records])
 
 
 def save_traces(ctx: RunContext, results: list[TaskResult], prefix: str = "") -> None:
     """Every scored prompt (CSV) and every episode (JSON), so each number traces to its prompts."""
-    rows = [{"task": r.task, **rec} for r in results for rec in r.records]
-    ctx.table(pd.DataFrame(rows), f"{prefix}predictions")
-    ctx.json(f"{prefix}episodes", {r.task: r.episodes for r in results})
+    ctx.table(predictions_frame(results), f"{prefix}predictions")
+    ctx.json(f"{prefix}episodes", {task: {str(r.episode_seed): r.episodes for r in runs}
+                                   for task, runs in by_task(results).items()})
 
 
 def dev_curves(results: list[TaskResult]) -> np.ndarray:
-    return np.stack([r.dev_curve for r in results])  # (n_tasks, n_layers)
+    """(n_tasks, episode_seeds, n_layers) dev accuracy of the task vector at each layer."""
+    return np.stack([np.stack([r.dev_curve for r in runs]) for runs in by_task(results).values()])
+
+
+def split_overlap(episodes: dict) -> int:
+    """Test or baseline queries that are also dev queries, over every task and episode seed (0 when the
+    dev and test query pools are disjoint), from the saved episodes."""
+    return sum(len({e["item"] for e in eps["dev"]} & {e["item"] for e in eps["test"] + eps["baseline"]})
+               for seeds in episodes.values() for eps in seeds.values())

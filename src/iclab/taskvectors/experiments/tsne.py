@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from iclab.runtime import IclabError, RunContext, experiment
+from iclab.runtime import Estimate, IclabError, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
 
-from ._common import TaskVectorConfig, dev_curves, load_runner, run_tasks, tasks_of
+from ._common import TaskVectorConfig, by_task, dev_curves, load_runner, pooled_layer, run_tasks, tasks_of
 
 QUICK = dict(tasks="algorithmic_to_upper,linguistic_present_simple_past_simple,knowledge_country_capital,"
                    "translation_fr_en", n_dev=8, n_test=16, n_baseline=4)  # fmt: skip
 PAPER = dict(tasks="all", n_dev=50, n_test=50, n_baseline=100, k=4)
+SOURCE = "robustness experiment: t-SNE of task vectors and distance histograms, §4.4"
+WITHIN_OVER_BETWEEN = 1.0  # declared before any run: within-task distances below between-task ones
 
 
 class TsneConfig(TaskVectorConfig):
@@ -50,14 +54,14 @@ def cluster_stats(D: np.ndarray, labels: np.ndarray) -> tuple[pd.DataFrame, floa
 @experiment("taskvectors.tsne", TsneConfig, presets={"quick": QUICK, "paper": PAPER},
             title="Task vectors: do they cluster by task? (t-SNE, cosine distances)",
             paper="Hendel et al. 2023, robustness: t-SNE of task vectors and distance histograms")
-def run(cfg: TsneConfig, ctx: RunContext) -> None:
+def compute(cfg: TsneConfig, ctx: RunContext) -> None:
     """Collect θ from every test episode of every task (each its own demonstrations and dummy queries) at
     one common layer, embed them with t-SNE, and compare within-task with between-task cosine distances;
     a leave-one-out 1-nearest-neighbour classifier and the silhouette score summarise the clustering."""
-    import matplotlib
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
 
+    t0 = time.perf_counter()
     tasks = tasks_of(cfg)
     if len(tasks) < 2:
         raise IclabError("taskvectors.tsne compares tasks: give at least 2 (e.g. tasks=all)")
@@ -65,74 +69,94 @@ def run(cfg: TsneConfig, ctx: RunContext) -> None:
     if cfg.layer is not None and cfg.layer >= runner.n_layers:
         raise IclabError(f"layer={cfg.layer} but {cfg.model} has {runner.n_layers} layers (0-{runner.n_layers - 1})")
     results = list(run_tasks(cfg, ctx, runner, tasks, keep_thetas=True))
-    curves = dev_curves(results)
+    runs = list(by_task(results).values())
+    curves = dev_curves(results).mean(1)  # (tasks, layers): dev accuracy, mean over episode seeds
     mean_curve = curves.mean(0)
-    layer = int(np.argmax(mean_curve)) if cfg.layer is None else cfg.layer
+    layer = int(np.argmax(mean_curve)) if cfg.layer is None else cfg.layer  # chosen on dev only
     X = np.concatenate([r.test_thetas[:, layer].numpy() for r in results]).astype(np.float64)
     labels = np.array([r.task for r in results for _ in range(r.test_thetas.shape[0])])
 
     D = cosine_distances(X)
     stats, nn_acc = cluster_stats(D, labels)
-    stats.insert(1, "best_layer", [r.best_layer for r in results])
-    stats.insert(2, "dev_at_layer", [float(r.dev_curve[layer]) for r in results])
-    stats.insert(3, "task_vector", [r.task_vector for r in results])
+    stats.insert(1, "best_layer", [pooled_layer(rs) for rs in runs])
+    stats.insert(2, "dev_at_layer", curves[:, layer])
+    stats.insert(3, "task_vector", [float(np.mean([r.task_vector for r in rs])) for rs in runs])
     sil = float(silhouette_score(X, labels, metric="cosine"))
     emb = TSNE(n_components=2, random_state=41, perplexity=min(cfg.perplexity, len(X) - 1)).fit_transform(X)
     ctx.table(stats, "metrics")
-    chance = 1.0 / len(results)
     ctx.table(pd.DataFrame([{"model": cfg.model, "layer": layer, "mean_dev_at_layer": float(mean_curve[layer]),
-                             "n_vectors": len(X), "n_tasks": len(results), "nn_accuracy": nn_acc, "chance": chance,
-                             "silhouette_cosine": sil,
+                             "n_vectors": len(X), "n_tasks": len(runs), "nn_correct": int(round(nn_acc * len(X))),
+                             "nn_accuracy": nn_acc, "chance": 1.0 / len(runs), "silhouette_cosine": sil,
                              "tasks_within_lt_between": int((stats["within"] < stats["between"]).sum())}]),
               "summary")  # fmt: skip
     ctx.arrays("thetas", thetas=X, labels=labels, tsne=emb, layer=layer, dev_curves=curves)
+    ctx.json("timing", {"seconds": time.perf_counter() - t0, "tokens": runner.tokens, "passes": runner.passes})
+    ctx.note(f"All θ's are taken at one common layer ({layer}: highest dev accuracy averaged over tasks, "
+             f"{mean_curve[layer]:.2f}) rather than at each task's own best layer as the paper's script does: "
+             "residual states of different layers differ systematically in norm and direction, so with per-task "
+             "layers the vectors would cluster by layer as much as by task.")
+    ctx.note(f"Model {cfg.model} against the paper's LLaMA 7B; {cfg.n_test} vectors per task and episode seed "
+             f"({cfg.episode_seeds}; the paper: 50), each from its own demonstrations and dummy queries; t-SNE on the "
+             "raw vectors (Euclidean, sklearn defaults, random_state 41 as in the paper's script).")
+    weak = stats[(stats["task_vector"] < 0.2) & (stats["nn_accuracy"] >= 0.9)]["task"].tolist()
+    if weak:
+        ctx.note(f"Clustering is not evidence that a task vector works: {', '.join(weak)} cluster(s) by task "
+                 "(1-NN accuracy >= 0.9) although patching θ gives test accuracy < 0.2. The last-token state also "
+                 "encodes the prompt's surface (input and output formats), which differs between tasks.")
 
+
+@compute.figures
+def figures(cfg: TsneConfig, res: Results, ctx: RunContext) -> None:
+    import matplotlib
+
+    arr, stats, sm = res.arrays("thetas"), res.table("metrics"), res.table("summary").iloc[0]
+    emb, labels, D = arr["tsne"], arr["labels"], cosine_distances(arr["thetas"])
+    tasks = stats["task"].tolist()
     fig, axes = subplots(1, 1, size=(6.0, 4.6))
     ax = axes[0, 0]
     cmap = matplotlib.colormaps["tab20"]
-    for j, r in enumerate(results):
-        pts = emb[labels == r.task]
-        ax.scatter(pts[:, 0], pts[:, 1], s=9, color=cmap(j % 20), label=r.task.split("_", 1)[1])
-    ax.set(xticks=[], yticks=[], title=f"{cfg.model}: θ at layer {layer}, k={cfg.k}, {cfg.n_test} per task")
+    for j, task in enumerate(tasks):
+        pts = emb[labels == task]
+        ax.scatter(pts[:, 0], pts[:, 1], s=9, color=cmap(j % 20), label=task.split("_", 1)[1])
+    ax.set(xticks=[], yticks=[], title=f"{cfg.model}: θ at layer {int(sm['layer'])}, k={cfg.k}, "
+                                       f"{int(sm['n_vectors']) // len(tasks)} per task")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
     ctx.figure(fig, "tsne", caption="t-SNE (2D, random_state=41) of the task vectors of every test episode, "
                "coloured by task (the paper: the vectors cluster by task).")
 
-    ncols = min(6, len(results))
-    nrows = -(-len(results) // ncols)
+    ncols = min(6, len(tasks))
+    nrows = -(-len(tasks) // ncols)
     fig, axes = subplots(nrows, ncols, size=(2.2, 1.8))
     bins = np.linspace(0, float(D.max()) or 1.0, 31)
-    for j, r in enumerate(results):
+    for j, task in enumerate(tasks):
         ax = axes[j // ncols, j % ncols]
-        own = labels == r.task
+        own = labels == task
         iu = np.triu_indices(int(own.sum()), 1)
         ax.hist(D[np.ix_(own, own)][iu], bins=bins, density=True, alpha=0.6, label="within")
         ax.hist(D[np.ix_(own, ~own)].ravel(), bins=bins, density=True, alpha=0.6, label="between")
-        ax.set_title(r.task.split("_", 1)[1], fontsize=7)
+        ax.set_title(task.split("_", 1)[1], fontsize=7)
         ax.tick_params(labelsize=6)
-    for j in range(len(results), nrows * ncols):
+    for j in range(len(tasks), nrows * ncols):
         axes[j // ncols, j % ncols].set_visible(False)
     axes[0, 0].legend(fontsize=6)
     fig.supxlabel("cosine distance", fontsize=8)
     ctx.figure(fig, "distances", caption="Per task: cosine distances between its own task vectors (within) and "
                "to the other tasks' vectors (between); the paper reports within-task distances much smaller.")
 
-    n_ok = int((stats["within"] < stats["between"]).sum())
-    ctx.claim("tasks whose mean within-task cosine distance is below the mean distance to other tasks",
-              paper="all: the vectors cluster by task, within-task distances much smaller (LLaMA 7B, 18 tasks)",
-              ours=f"{n_ok} of {len(results)}", target="all tasks", passed=n_ok == len(results))
-    ctx.claim("leave-one-out 1-nearest-neighbour task accuracy (cosine)", paper="(not reported; clusters by task)",
-              ours=round(nn_acc, 3), target=f"> chance ({chance:.3f})", passed=nn_acc > chance)
-    ctx.claim("silhouette score (cosine)", paper="(not reported)", ours=round(sil, 3),
-              target="> 0 (closer to own task than to the nearest other task, on average)", passed=sil > 0)
-    ctx.note(f"All θ's are taken at one common layer ({layer}: highest dev accuracy averaged over tasks, "
-             f"{mean_curve[layer]:.2f}) rather than at each task's own best layer as the paper's script does: "
-             "residual states of different layers differ systematically in norm and direction, so with per-task "
-             "layers the vectors would cluster by layer as much as by task.")
-    ctx.note(f"Model {cfg.model} against the paper's LLaMA 7B; {cfg.n_test} vectors per task (the paper: 50), each "
-             "from its own demonstrations and dummy queries; t-SNE on the raw vectors (Euclidean, sklearn defaults).")
-    weak = stats[(stats["task_vector"] < 0.2) & (stats["nn_accuracy"] >= 0.9)]["task"].tolist()
-    if weak:
-        ctx.note(f"Clustering is not evidence that a task vector works: {', '.join(weak)} cluster(s) by task "
-                 "(1-NN accuracy >= 0.9) although patching θ gives test accuracy < 0.2. The last-token state also "
-                 "encodes the prompt's surface (input and output formats), which differs between tasks.")
+
+@compute.verdicts
+def verdicts(cfg: TsneConfig, res: Results, ctx: RunContext) -> None:
+    stats, sm = res.table("metrics"), res.table("summary").iloc[0]
+    n_tasks = len(stats)
+    ctx.claim("within / between-task cosine distance, mean over tasks", kind="paper-shape",
+              paper="task vectors cluster by task: within-task distances much smaller than between tasks",
+              source=SOURCE, ours=Estimate.bootstrap(stats["within_over_between"].to_numpy(), unit="tasks"),
+              expect=("<", WITHIN_OVER_BETWEEN),
+              note="Per task: mean distance between its own vectors over mean distance to the other tasks' vectors; "
+                   f"{int((stats['within'] < stats['between']).sum())} of {n_tasks} tasks are below 1.")
+    ctx.claim("leave-one-out 1-nearest-neighbour task accuracy (cosine)", kind="paper-shape",
+              paper="vectors cluster by task, so a vector's nearest neighbour is from its own task (no number given)",
+              source=SOURCE, ours=Estimate.proportion(int(sm["nn_correct"]), int(sm["n_vectors"]), unit="task vectors"),
+              expect=(">", 1.0 / n_tasks), note=f"Chance: 1 / {n_tasks} tasks.")
+    ctx.claim("wall time (s)", kind="engineering", paper="(issue) the quick preset stays small",
+              ours=Estimate.single(res.json("timing")["seconds"], "one run"))
