@@ -17,6 +17,7 @@ import torch
 from iclab.linear.analysis import population_optimum
 from iclab.linear.data import features, sample_prompts, sufficient_stats_from
 from iclab.linear.experiments import fig4a, figs6, figs8, pool
+from iclab.linear.train import lr_factor
 from iclab.runtime import Results, RunContext, execute, get_experiment
 
 
@@ -204,6 +205,15 @@ def test_figs8_amp_divergence_is_never_replaced(tmp_path):
     # the ridge comparison is its own sanity claim, and the SLA paper-value claim does not depend on AMP
     assert c["SLA (Adam) vs its exact stationary point, ridge at λ0 = wd/2: max |test error ratio − 1|"].kind == "sanity"
     assert c["SLA test error vs N: max relative deviation from the paper's curve"].verdict == "reproduced"
+
+
+def test_figs8_softmax_schedule_warms_up_then_decays_to_zero():
+    assert [lr_factor(t, 100, "cosine", 10) for t in (0, 9)] == [0.1, 1.0]  # linear warm-up
+    assert lr_factor(10, 100, "cosine", 10) == 1.0 and lr_factor(55, 100, "cosine", 10) == pytest.approx(0.5)
+    assert lr_factor(100, 100, "cosine", 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(99, 100, "constant") == 1.0  # the paper's linear protocol: no schedule
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(0, 10, "linear")
 
 
 def test_figs8_quick_prompt_lengths_lie_on_every_paper_curve():

@@ -180,11 +180,9 @@ def predictions_frame(results: list[TaskResult]) -> pd.DataFrame:
     return pd.DataFrame([{"task": r.task, **rec} for r in results for rec in r.records])
 
 
-def save_traces(ctx: RunContext, results: list[TaskResult], prefix: str = "") -> None:
-    """Every scored prompt (CSV) and every episode (JSON), so each number traces to its prompts."""
-    ctx.table(predictions_frame(results), f"{prefix}predictions")
-    ctx.json(f"{prefix}episodes", {task: {str(r.episode_seed): r.episodes for r in runs}
-                                   for task, runs in by_task(results).items()})
+def episode_traces(results: list[TaskResult]) -> dict:
+    """Every episode, task -> episode seed -> split, so each number traces to its prompts."""
+    return {task: {str(r.episode_seed): r.episodes for r in runs} for task, runs in by_task(results).items()}
 
 
 def dev_curves(results: list[TaskResult]) -> np.ndarray:

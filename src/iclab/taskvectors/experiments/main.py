@@ -13,8 +13,8 @@ from iclab.runtime.plots import subplots
 from ..evaluate import CONDITIONS
 from ..paper import PAPER_MODELS, SOURCE, SOURCE_AVERAGES, paper_model_means, paper_original, paper_tv_over_icl
 from ..stats import accuracy_estimate
-from ._common import (TaskVectorConfig, dev_curves, filtered_estimates, is_true, lm_threads, load_runner, predictions_frame,
-                      run_tasks, save_traces, scores, split_overlap, summary_row, task_table, tasks_of)
+from ._common import (TaskVectorConfig, dev_curves, episode_traces, filtered_estimates, is_true, lm_threads, load_runner,
+                      predictions_frame, run_tasks, scores, split_overlap, summary_row, task_table, tasks_of)
 
 QUICK = dict(tasks="algorithmic_to_upper,linguistic_present_simple_past_simple,knowledge_country_capital",
              n_dev=16, n_test=16, n_baseline=16)
@@ -47,7 +47,8 @@ def compute(cfg: MainConfig, ctx: RunContext) -> None:
     predictions = predictions_frame(results)
     ctx.table(metrics, "metrics")
     ctx.table(pd.DataFrame([r.row() for r in results]), "seeds")
-    save_traces(ctx, results)
+    ctx.table(predictions, "predictions")
+    ctx.json("episodes", episode_traces(results))
     curves = dev_curves(results)
     ctx.arrays("layer_sweep", dev_accuracy=curves, tasks=metrics["task"].to_numpy(str))
     ctx.table(pd.DataFrame([{"model": cfg.model, "lm_threads": lm_threads(), "episode_seeds": cfg.episode_seeds,
