@@ -75,7 +75,7 @@ def test_fig4a_contrast_grows_with_P_and_N(tmp_path):
     # we run the published script: it matches the script's re-run (0.75) and not the saved heatmap (0.865)
     assert claims["CR at N=100, P=980 vs the published script's re-run"]["verdict"] == "holds"
     assert claims["CR at N=100, P=980"]["verdict"] == "differs"
-    assert claim(claims, "smallest P with a converged AMP run, N=2")["kind"] == "paper-value"
+    assert claims["smallest P with a converged AMP run, N=2"]["kind"] == "paper-value"
     assert claim(claims, "CR grows with P")["kind"] == "paper-shape"
     assert 0 < df.n_converged.sum() < len(df) * 5
     assert (out / "figures" / "phase_diagram.png").is_file()

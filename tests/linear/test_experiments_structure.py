@@ -164,9 +164,10 @@ def test_fig1_quick(tmp_path):
 
 
 def test_fig1_other_settings_make_no_paper_claims(tmp_path):
-    claims, _, path = run("spinglass.fig1", tmp_path, D=3, N=20, P=100, draws=400)
+    claims, _, path = run("spinglass.fig1", tmp_path, D=3, N=20, P=100, draws=2000)
     assert not [c for c in claims.values() if c["kind"] in ("paper-value", "paper-shape")]
-    assert all(c["verdict"] == "holds" for c in claims.values() if c["kind"] == "sanity")
+    assert {c["kind"] for c in claims.values()} == {"sanity", "engineering"}
+    assert all(c["verdict"] != "fails" for c in claims.values() if c["kind"] == "sanity")  # closed forms hold at any D
     notes = json.loads((path / "summary.json").read_text())["notes"]
     assert any("settings differ from the paper's (D=3 (paper: 5)" in n for n in notes)
 

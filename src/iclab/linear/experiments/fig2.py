@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -48,8 +49,8 @@ class Fig2Config(AmpSettings, AdamSettings):
     D: int = Field(10, gt=0, description="Input dimension.")
     N: int = Field(100, gt=0, description="Prompt length (context examples).")
     P_test: int = Field(200, gt=0, description="Test prompts per repeat, fresh tasks.")
-    Ps: PositiveInts = Field([10, 1000], min_length=2, max_length=2,
-                             description="The small and the large task diversity P trained with Adam.")
+    Ps: Annotated[PositiveInts, Field(min_length=2, max_length=2)] = Field(
+        [10, 1000], description="The small and the large task diversity P trained with Adam.")
     lr: float = Field(0.01, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam's coupled weight decay.")
     epochs: int = Field(300, gt=0, description="Full-batch Adam steps.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,8 +33,8 @@ class Fig3Config(ExperimentConfig):
     D: int = Field(10, gt=0, description="Input dimension.")
     N: int = Field(50, gt=0, description="Prompt length.")
     lam0: float = Field(0.01, gt=0, description="L2 strength lambda0 (> 0 so the Boltzmann measure exists).")
-    Ps: PositiveInts = Field([10, 1000], min_length=2, description="Training-set sizes compared (small and large "
-                             "task diversity).")
+    Ps: Annotated[PositiveInts, Field(min_length=2)] = Field(
+        [10, 1000], description="Training-set sizes compared (small and large task diversity).")
     n_random: int = Field(1000, gt=1, description="Random W ~ N(0, I) embedded by t-SNE (official mc_steps).")
     tsne_repeats: int = Field(3, gt=0, description="Independent sets of random W (and t-SNE seeds) per P; the "
                               "surface is drawn for the first (the paper: one).")

@@ -23,6 +23,7 @@ every cell, as the "exact Gibbs mean" reference beside the AMP means (spec §3 o
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import matplotlib
 import numpy as np
@@ -63,12 +64,15 @@ PAPER = {"D": 20, "Ps": PAPER_PS, "Ns": PAPER_NS, "lam0": 1.0, "beta": 100.0, "d
 SETTINGS = ("D", "lam0", "beta", "damping", "amp_steps", "amp_tol")  # what a cell's CR depends on
 
 
+Grid = Annotated[IncreasingPositiveInts, Field(min_length=2)]
+
+
 class Fig4aConfig(AmpSettings):
     D: int = Field(20, gt=0, description="Input dimension D; W is (D+1) x (D+1), (D+1)^2 spins.")
-    Ps: IncreasingPositiveInts = Field(PAPER_PS, min_length=2, description="Numbers of pre-training prompts P "
-                                       "(strictly increasing); the paper uses linspace(20, 1000, 50).")
-    Ns: IncreasingPositiveInts = Field(PAPER_NS, min_length=2, description="Prompt lengths N (strictly "
-                                       "increasing); the paper uses linspace(2, 100, 50).")
+    Ps: Grid = Field(PAPER_PS, description="Numbers of pre-training prompts P (strictly increasing); the paper "
+                     "uses linspace(20, 1000, 50).")
+    Ns: Grid = Field(PAPER_NS, description="Prompt lengths N (strictly increasing); the paper uses "
+                     "linspace(2, 100, 50).")
     lam0: float = Field(1.0, gt=0, description="L2 strength lambda0 (the official script passes wd=1).")
     repeats: int = Field(10, gt=0, description="Independent draws (data and AMP init) per cell.")
     cell_batch: int = Field(25, gt=0, description="AMP instances run together (memory: ~3 x 1.5 MB each at D=20).")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,8 @@ SETTINGS = ("D", "P", "norm", "bins", "a_diagonal")  # what the KL values depend
 class FigS2Config(ExperimentConfig):
     D: int = Field(20, gt=0, description="Input dimension.")
     P: int = Field(1000, gt=0, description="Training prompts per draw of (J, h).")
-    Ns: PositiveInts = Field(
-        [20, 21, 40, 60, 80, 100, 120, 140, 160, 180, 200], min_length=2,
+    Ns: Annotated[PositiveInts, Field(min_length=2)] = Field(
+        [20, 21, 40, 60, 80, 100, 120, 140, 160, 180, 200],
         description="Prompt lengths; the first is the reference N of D_KL[P_N || P_N'] (each >= D).",
     )
     repeats: int = Field(1000, gt=0, description="Independent draws per N; KL is computed per draw and averaged.")
