@@ -67,7 +67,7 @@ def header(name: str, model: str, run: Path) -> None:
     meta = json.loads((run / "config.json").read_text())
     env = json.loads((run / "env.json").read_text())
     cfg = meta["config"]
-    print(f"\n### {name} — {model} (preset {meta['preset']}, run `{run.name}`, {env['seconds']:.0f} s, "
+    print(f"\n#### {name} — {model} (preset {meta['preset']}, run `{run.name}`, {env['seconds']:.0f} s, "
           f"{cfg.get('episode_seeds', 1)} episode seed(s))")
 
 

@@ -148,8 +148,8 @@ def compute(cfg: Fig1Config, ctx: RunContext) -> None:
     for g in ctx.progress(range(G), "fits per group", total=G):
         rng = make_rng(cfg.seed, "gmm", g)
         a = a_groups[g] if a_groups[g].size <= per_group else rng.choice(a_groups[g], per_group, replace=False)
-        rows.append({"group": g, "draws": sum(min(cfg.batch, cfg.draws - i * cfg.batch) for i in range(g, n_batches, G)),
-                     **_fits(counts[g], moments[g], a, cfg, cfg.seed)})
+        draws = sum(min(cfg.batch, cfg.draws - i * cfg.batch) for i in range(g, n_batches, G))
+        rows.append({"group": g, "draws": draws, **_fits(counts[g], moments[g], a, cfg, cfg.seed)})
     ctx.table(pd.DataFrame(rows), "groups")
 
     all_a = np.concatenate(a_groups)
@@ -288,8 +288,8 @@ def figures(cfg: Fig1Config, res: Results, ctx: RunContext) -> None:
         f"{cfg.bins} bins over the paper's windows, features normalised by {cfg.norm}, seed={cfg.seed}. "
         "A (h over W11, diagonal kept) is bimodal (red: 2-component GMM); B-E with a normal MLE fit (red), "
         "a least-squares a*N(0,s^2) fit to the density (blue dashed) and the paper's hand-set curve as fig-1/plot.py "
-        "draws it (dotted; for C that is N(0, 0.008^2); dash-dotted: the labelled 3 N(0, 0.024^2)). Zeros and the diagonal are "
-        "removed for C, D, E."))
+        "draws it (dotted; for C that is N(0, 0.008^2); dash-dotted: the labelled 3 N(0, 0.024^2)). Zeros and the "
+        "diagonal are removed for C, D, E."))
 
 
 @compute.verdicts

@@ -137,8 +137,8 @@ def compute(cfg: Fig2Config, ctx: RunContext) -> None:
                ridge=ridge[0].numpy())
     ctx.json("timing", {"seconds": time.perf_counter() - t0})
     ctx.note(f"The paper's panel (a) is one seed; we run {cfg.repeats} repeats per P, each with its own training set, "
-             f"test set (P_test={cfg.P_test}, fresh tasks) and Adam init, and draw their mean ± std; the heatmaps show "
-             f"repeat 0. The AMP panels use {cfg.amp_repeats} independent draws of the P={cfg.amp_P} prompts "
+             f"test set (P_test={cfg.P_test}, fresh tasks) and Adam init, and draw their mean ± std; the heatmaps "
+             f"show repeat 0. The AMP panels use {cfg.amp_repeats} independent draws of the P={cfg.amp_P} prompts "
              "(the paper: one); the heatmaps show draw 0.")
     ctx.note("Trained with train.train_quadratic (full-batch Adam on the sufficient statistics); the test MSE "
              "at every epoch is computed exactly from the test sufficient statistics. As in the official loop, "
@@ -181,7 +181,8 @@ def figures(cfg: Fig2Config, res: Results, ctx: RunContext) -> None:
         f"repeats (train MSE dashed; at P={Pa} it falls below the axis: memorisation); diamonds: the paper's "
         "one-seed test loss after epochs 1 and 300 (dotted: its plateau); references: trivial level 1 and "
         f"(D+1)/(N+D+1)={e_min:.3f}. (b, c) trained W of repeat 0. (d, e) AMP mean and variance at P={cfg.amp_P}, "
-        f"λ0={cfg.amp_lam0:g}, β={cfg.beta:g}, θ={cfg.damping:g}, ≤{cfg.amp_steps} sweeps, draw 0. Seed {cfg.seed}. "
+        f"λ0={cfg.amp_lam0:g}, β={cfg.beta:g}, θ={cfg.damping:g}, ≤{cfg.amp_steps} sweeps, draw 0. "
+        f"Seed {cfg.seed}. "
         "Panel titles give the paper's values (block / last row / last column for v)."))
 
 
@@ -237,7 +238,8 @@ def _training_claims(cfg: Fig2Config, df: pd.DataFrame, ws: pd.DataFrame, ctx: R
     if compared and Pb == 1000:
         lo, hi = PAPER_W_DIAG
         ctx.claim(f"mean diagonal of the trained W's D×D block, P={Pb}", kind="paper-value",
-                  paper=f"diagonal ≈ {lo}–{hi}", paper_value=round((lo + hi) / 2, 6), source=f"{SOURCE}, panel c (W-2.npy)",
+                  paper=f"diagonal ≈ {lo}–{hi}", paper_value=round((lo + hi) / 2, 6),
+                  source=f"{SOURCE}, panel c (W-2.npy)",
                   ours=Estimate.mean(big.diag_mean, unit="repeats"), tolerance=round((hi - lo) / 2, 6),
                   note="Tolerance: half the range of the paper's diagonal entries.")
     ctx.claim(f"max |W| off the diagonal of the D×D block and in the last row, P={Pb}", kind="paper-shape",
@@ -266,7 +268,8 @@ def _amp_claims(cfg: Fig2Config, am: pd.DataFrame, ctx: RunContext) -> None:
                 ("AMP v: mean over the D×D block", "v_block_mean", PAPER_V_BLOCK, "e (v.npy)")):
             ctx.claim(name, kind="paper-value", paper=f"{lo}–{hi}", paper_value=round((lo + hi) / 2, 6),
                       source=f"{SOURCE}, panel {panel}", ours=Estimate.mean(conv[col], unit=unit),
-                      tolerance=round((hi - lo) / 2, 6), note="Tolerance: half the paper's range; converged draws only.")
+                      tolerance=round((hi - lo) / 2, 6),
+                      note="Tolerance: half the paper's range; converged draws only.")
         ctx.claim("AMP m: mean |last row|", kind="paper-value", paper=f"last row ≈ {PAPER_M_LAST_ROW}",
                   paper_value=PAPER_M_LAST_ROW, source=f"{SOURCE}, panel d",
                   ours=Estimate.mean(conv.m_last_row_abs_mean, unit=unit), tolerance=M_LAST_ROW_TOL)

@@ -155,7 +155,8 @@ def compute(cfg: Fig3Config, ctx: RunContext) -> None:
         rows.append({"P": P, "D": D, "N": N, "lam0": cfg.lam0,
                      "n_zero_modes": int((eig_S <= 1e-9 * eig_S[-1]).sum()), "n_zero_law": n - min(P, rel),
                      "n_flat_relevant": int(flat.sum()), "ground_energy": E_star,
-                     "ground_test_mse": float(sq_err(W_star).mean()), "population_test_mse": float(sq_err(W_pop).mean()),
+                     "ground_test_mse": float(sq_err(W_star).mean()),
+                     "population_test_mse": float(sq_err(W_pop).mean()),
                      "icl_floor": floor, "ground_dist_to_population": float((W_star - W_pop)[relevant].norm()),
                      "tsne_minima": local_minima(Zs), "tsne_quadratic_r2": quadratic_r2(X1, X2, Zs)})
         devs = {}
@@ -176,7 +177,8 @@ def compute(cfg: Fig3Config, ctx: RunContext) -> None:
             devs[beta] = dev
         pca_dev = devs.get(cfg.pca_beta)
         if pca_dev is None:
-            pca_dev = (sg.sample_boltzmann(cfg.pca_beta, cfg.n_samples, make_gen(cfg.seed, "pca", k)) - W_star)[:, relevant]
+            Wp = sg.sample_boltzmann(cfg.pca_beta, cfg.n_samples, make_gen(cfg.seed, "pca", k))
+            pca_dev = (Wp - W_star)[:, relevant]
         _, _, V = torch.linalg.svd(pca_dev - pca_dev.mean(0), full_matrices=False)
         arrays |= _plane(sg, W_star, V[:2], relevant, devs, P)
     ctx.table(pd.DataFrame(rows), "metrics")

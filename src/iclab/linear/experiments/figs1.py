@@ -240,7 +240,8 @@ def figures(cfg: FigS1Config, res: Results, ctx: RunContext) -> None:
     ctx.figure(fig, "weights", caption=(
         f"{caption} Effective W (W_Qᵀ W_K for the separate model) of repeat 0 of the panels' runs. Paper (d, e): "
         f"random at α = {cfg.curve_alphas[0]}, diagonal at α = {cfg.curve_alphas[1]} (diag ≈ "
-        f"{PAPER_W_DIAG['separate']} separate, {PAPER_W_DIAG['merged']} merged, off-diagonal std ≈ {PAPER_W_OFF_STD})."))
+        f"{PAPER_W_DIAG['separate']} separate, {PAPER_W_DIAG['merged']} merged, off-diagonal std ≈ "
+        f"{PAPER_W_OFF_STD})."))
 
 
 def _per_repeat(df: pd.DataFrame, model: str, alphas: list[float]) -> np.ndarray:

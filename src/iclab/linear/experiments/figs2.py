@@ -20,7 +20,8 @@ from iclab.runtime.validators import PositiveInts
 from . import _blocks as st
 from ._blocks import settings_differ
 
-# D_KL[P_20 || P_200] per block (spin_glass.md §2.2: "C up to ≈ 0.7 at 10×, D ≈ 0.33, E ≈ 0.2, A and B ≈ 0.12").
+# D_KL[P_20 || P_200] per block (spin_glass.md §2.2: "C up to ≈ 0.7 at 10×, D ≈ 0.33, E ≈ 0.2, A and B
+# ≈ 0.12").
 PAPER_KL_AT_10X = {"A": 0.12, "B": 0.12, "C": 0.7, "D": 0.33, "E": 0.2}
 SOURCE = "Fig. S2 (spin_glass.md §2.2)"
 # Tolerance, declared before any run: the values are quoted with one or two significant figures ("≈"),
@@ -128,7 +129,8 @@ def figures(cfg: FigS2Config, res: Results, ctx: RunContext) -> None:
         ax.plot(d.ratio, d.kl_mean, "o-", ms=4, color=f"C{j}", label=k)
         ax.fill_between(d.ratio, d.kl_mean - d.kl_std, d.kl_mean + d.kl_std, color=f"C{j}", alpha=0.15)
         if compared:
-            ax.plot(10, PAPER_KL_AT_10X[k], "*", ms=11, mec="k", color=f"C{j}", label="paper at 10x" if j == 0 else None)
+            ax.plot(10, PAPER_KL_AT_10X[k], "*", ms=11, mec="k", color=f"C{j}",
+                    label="paper at 10x" if j == 0 else None)
     ax.set_xlabel(f"N' / {cfg.Ns[0]}")
     ax.set_ylabel(f"D_KL[P_{cfg.Ns[0]} || P_N'] (bits)")
     ax.set_title("(a) change of block statistics")
