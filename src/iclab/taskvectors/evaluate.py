@@ -67,7 +67,8 @@ class TaskResult:
         }  # fmt: skip
 
 
-def _score(runner: TaskVectorRunner, prepared: PreparedTask, episodes: list[Episode], ids: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+def _score(runner: TaskVectorRunner, prepared: PreparedTask, episodes: list[Episode],
+           ids: torch.Tensor) -> tuple[np.ndarray, list[str]]:
     preds = runner.decode(ids)
     return np.array([is_correct(p, prepared, e.item) for p, e in zip(preds, episodes)]), preds
 
