@@ -17,8 +17,8 @@ from iclab.runtime import finished_runs, reproduce
 from iclab.runtime.claims import Claim
 
 HEADLINE = [  # (experiment, start of the claim's name): judged over training seeds
-    ("grammar.icl", "primitive ICL at n = 16, d64-L2"),
-    ("grammar.icl", "primitive ICL at n = 16: d64-L2 − d32-L1"),
+    ("grammar.icl", "primitive ICL at n = 16, d96-L3"),
+    ("grammar.icl", "primitive ICL at n = 16: d96-L3 − d32-L1"),
     ("grammar.cot", "held-out compositions at n = 16: generated steps − direct"),
     ("grammar.ablation", "primitive ICL at n = 16: 'unshared' world"),
     *[("grammar.probes", f"{t}: probe − random-init model's probe") for t in ("role", "template", "mid")],

@@ -23,7 +23,7 @@ def assert_one_line_error(proc, *fragments):
 
 
 def test_help_on_every_command(tmp_path):
-    for cmd in ["list", "show", "run", "sweep", "reproduce", "results", "redraw", "report", "tasks", "models"]:
+    for cmd in ["list", "show", "run", "sweep", "reproduce", "redraw", "tasks", "models"]:
         proc = iclab(cmd, "--help", tmp_path=tmp_path)
         assert proc.returncode == 0 and "Usage" in proc.stdout, cmd
 

@@ -77,13 +77,12 @@ def test_redraw_refuses_what_is_not_a_finished_run(tmp_path):
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run, unfinished)
     (unfinished / "DONE").unlink()  # as a run interrupted before it was sealed
-    for path in (tmp_path / "empty", unfinished, run / "tables"):
-        path.mkdir(exist_ok=True)
+    for path in (tmp_path / "missing", unfinished, run / "tables"):
         with pytest.raises(IclabError, match="not a finished iclab run") as err:
             redraw(path)
         assert "\n" not in str(err.value)
+    for path in (tmp_path / "missing", unfinished):
         assert_one_line_error(iclab("redraw", str(path), tmp_path=tmp_path), "not a finished iclab run", "iclab run")
-    assert_one_line_error(iclab("redraw", str(tmp_path / "missing"), tmp_path=tmp_path), "not a finished iclab run")
 
 
 def test_redraw_refuses_an_older_format_run(tmp_path):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from iclab.runtime.errors import IclabError
 from iclab.runtime.seeding import make_rng
@@ -224,16 +225,19 @@ def fit_probes(
     right = np.zeros((len(layers), len(te)), dtype=bool)
     dev_acc = np.zeros(len(layers))
     con = np.zeros(len(layers))
-    for i, layer in enumerate(layers):
-        x_tr, (x_te, x_dv) = _standardise(states[tr, layer].astype(np.float64),
-                                          states[te, layer].astype(np.float64),
-                                          states[dv, layer].astype(np.float64))  # (n_train, d), (n_test, d), (n_dev, d)
-        if not (np.isfinite(x_tr).all() and np.isfinite(x_te).all()):
-            raise IclabError(f"states at layer {layer} contain NaN or inf: check the model's forward pass")
-        clf = _fit(x_tr, y_tr, C, max_iter)
-        right[i] = clf(x_te) == y_te
-        dev_acc[i] = float(np.mean(clf(x_dv) == labels[dv])) if len(dv) else np.nan
-        con[i] = float(np.mean(_fit(x_tr, ctrl[tr], C, max_iter)(x_te) == ctrl[te]))
+    # lbfgs on a few thousand rows is many small BLAS calls: one BLAS thread is faster, and a
+    # multi-threaded BLAS on a busy machine stalls tens of times over (measured on 2 cores)
+    with threadpool_limits(1):
+        for i, layer in enumerate(layers):
+            x_tr, (x_te, x_dv) = _standardise(states[tr, layer].astype(np.float64),
+                                              states[te, layer].astype(np.float64),
+                                              states[dv, layer].astype(np.float64))  # (n_train|n_test|n_dev, d)
+            if not (np.isfinite(x_tr).all() and np.isfinite(x_te).all()):
+                raise IclabError(f"states at layer {layer} contain NaN or inf: check the model's forward pass")
+            clf = _fit(x_tr, y_tr, C, max_iter)
+            right[i] = clf(x_te) == y_te
+            dev_acc[i] = float(np.mean(clf(x_dv) == labels[dv])) if len(dv) else np.nan
+            con[i] = float(np.mean(_fit(x_tr, ctrl[tr], C, max_iter)(x_te) == ctrl[te]))
 
     return ProbeResult(
         target=target,

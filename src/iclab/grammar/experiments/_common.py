@@ -25,10 +25,11 @@ from ..world import World, WorldConfig
 
 QUICK_SIZES = [(32, 1), (64, 2), (96, 3), (128, 4)]  # (d_model, n_layers): 0.02M .. 1.06M parameters
 QUICK_DATA = [250_000, 800_000, 2_500_000]  # pretraining tokens (one pass each)
-# The model the headline claims are judged on, over TRAIN_SEEDS: the smallest quick size with primitive
-# ICL at QUICK_DATA[-1] in the single-seed grid (0.87 at 8 demonstrations), chosen for the time budget
-# (three seeds of it train in about the time of one d128-L4).
-HEADLINE = (64, 2)
+# The model the headline claims are judged on, over TRAIN_SEEDS, at QUICK_DATA[-1] tokens: the smallest
+# quick size past the emergence threshold. d64-L2 is the smallest with primitive ICL at seed 0, but over
+# three seeds it sits on the threshold (one seed of three has no ICL at 2.5M tokens), so claims that
+# presuppose ICL (steps, ablation, probes) could not be judged on it; grammar.icl still shows it.
+HEADLINE = (96, 3)
 TRAIN_SEEDS = [0, 1, 2]
 PAPER_SIZES = [(64, 1), (128, 2), (256, 4), (384, 6), (512, 8)]  # 0.05M .. 25M parameters
 PAPER_DATA = [1_000_000, 10_000_000, 100_000_000]

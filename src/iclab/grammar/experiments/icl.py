@@ -39,7 +39,7 @@ EMERGES = 0.2  # accuracy gain of the larger model that counts as ICL emerging w
 
 
 class IclConfig(TrainedModelsConfig):
-    sizes: list[Size] = Field([QUICK_SIZES[0], HEADLINE], min_length=1,
+    sizes: list[Size] = Field([QUICK_SIZES[0], QUICK_SIZES[1], HEADLINE], min_length=1,
                               description="(d_model, n_layers) of the models compared, smallest first; the claims "
                                           "are judged on the last (largest) one.")
     ideal_prompts: int = Field(16, gt=0, description="Prompts per task for the idealised predictor.")
