@@ -299,18 +299,26 @@ def load_run(path: Path) -> dict[str, Any]:
     }
 
 
-TIMING_FILES = {"env.json", "report.html", DONE}  # hold start times, durations and the host
+TIMING_FILES = {"env.json", "report.html", DONE, "data/timing.json"}  # start times, durations, the host
 
 
 def result_files(runs_dir: Path) -> dict[str, bytes]:
     """Every file of every finished run but the timing ones, keyed by experiment/hash/path: two stores
-    with equal `result_files` hold the same results (how backends are checked against each other)."""
+    with equal `result_files` hold the same results (how backends are checked against each other).
+    In summary.json the engineering claims (wall times) are left out; every other claim counts."""
     out = {}
     for run in finished_runs(runs_dir):
         path = Path(run["path"])
         for f in sorted(path.rglob("*")):
-            if f.is_file() and f.name not in TIMING_FILES:
-                out[f"{path.parent.name}/{path.name}/{f.relative_to(path).as_posix()}"] = f.read_bytes()
+            rel = f.relative_to(path).as_posix()
+            if not f.is_file() or f.name in TIMING_FILES or rel in TIMING_FILES:
+                continue
+            data = f.read_bytes()
+            if rel == "summary.json":
+                summary = json.loads(data)
+                summary["claims"] = [c for c in summary.get("claims", []) if c.get("kind") != "engineering"]
+                data = dump_json(summary).encode()
+            out[f"{path.parent.name}/{path.name}/{rel}"] = data
     return out
 
 
