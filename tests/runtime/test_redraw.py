@@ -21,9 +21,9 @@ os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned wo
 
 # Quick presets too slow for CI (over ~20 s on 2 idle cores) run under `pytest -m slow`. CPU seconds of the
 # fresh run, measured 2026-12-05 on a busy 2-core machine (CPU time stands in for idle wall time):
-# figS1 21, figS4 23, figS8 175; taskvectors (a real LM) conflict 76, main 217, templates 247, tsne and vocab alike;
-# every grammar experiment trains transformers from scratch (minutes). In CI: fig3 14, fig4b 9, fig4a 7, figS2 6,
-# pool 5, figS5 4.5, figS6 4.5, figS7 4, fig1 4, fig2 3, figS3 2.
+# figS1 21, figS4 23, figS8 175; taskvectors (a real LM): conflict 76, main 217, templates 247, tsne 210,
+# vocab 219; every grammar experiment trains transformers from scratch (grammar.train alone: 1847).
+# In CI: fig3 14, fig4b 9, fig4a 7, figS2 6, pool 5, figS5 4.5, figS6 4.5, figS7 4, fig1 4, fig2 3, figS3 2.
 SLOW = {"spinglass.figS1", "spinglass.figS4", "spinglass.figS8"}
 SLOW_LINES = ("taskvectors.", "grammar.")
 

@@ -140,7 +140,8 @@ def claims_shown(frame: pd.DataFrame) -> pd.DataFrame:
         if not (isinstance(pv, str) and pv.startswith("[")):
             return pv
         values = json.loads(pv)
-        return ", ".join(cell_text(float(v)) for v in values[:3]) + (f", … ({len(values)} values)" if len(values) > 3 else "")
+        more = f", … ({len(values)} values)" if len(values) > 3 else ""
+        return ", ".join(cell_text(float(v)) for v in values[:3]) + more
 
     return frame.assign(paper_value=frame["paper_value"].map(short))
 

@@ -246,12 +246,13 @@ def _line_body(line: ResearchLine, exps: dict[str, list[Run]], thumbs: dict[str,
         return head + intro + _no_runs(line)
     scored = _scored(exps)
     rows = [[_link(name, name, "index.html"), _esc(runs[0]["meta"].get("title", "")),
-             _esc(runs[0]["meta"].get("paper", "")), str(len(runs)), _esc(", ".join(sorted({_preset(r) for r in runs}))),
+             _esc(runs[0]["meta"].get("paper", "")), str(len(runs)),
+             _esc(", ".join(sorted({_preset(r) for r in runs}))),
              _tally(newest_runs(runs))] for name, runs in exps.items()]
     return (head + intro + _gallery(exps, thumbs)
             + f"<h2>Scoreboard: the paper's claims</h2><p>The paper-value and paper-shape claims of the newest run "
-              f"of each experiment and preset ({len(scored)} run{'s' * (len(scored) != 1)}; each row links its run). Verdicts: "
-              f"{_tally(scored)}.</p>"
+              f"of each experiment and preset ({len(scored)} run{'s' * (len(scored) != 1)}; each row links its run). "
+              f"Verdicts: {_tally(scored)}.</p>"
             + _board(scored, PAPER_KINDS, "No run of this line states a claim of the paper.")
             + "<h2>Sanity checks (not counted as reproduction)</h2><p>Identities and consistency checks of our own "
               "code, from the same runs.</p>" + _board(scored, ("sanity",), "No sanity checks.")
