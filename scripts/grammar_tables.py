@@ -50,8 +50,9 @@ def over_seeds(df: pd.DataFrame, index: list[str], columns: str, values: str = "
 
 
 def ours(e: Estimate) -> str:
-    if e.lo is None:
-        return f"{e.value:.3g} ({e.method})"
+    """'value [lo, hi] (how the interval was made)'; a number with no interval, or an exact one, alone."""
+    if e.lo is None or e.lo == e.hi == e.value:
+        return f"{e.value:.4g} ({e.method})"
     return f"{e.value:.3g} [{e.lo:.3g}, {e.hi:.3g}] ({e.method})"
 
 
