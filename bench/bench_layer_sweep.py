@@ -21,7 +21,8 @@ import torch
 
 from iclab.models import load_model
 from iclab.taskvectors.episodes import sample_episodes, split_queries
-from iclab.taskvectors.evaluate import extract_thetas, task_rng
+from iclab.runtime.seeding import make_rng
+from iclab.taskvectors.evaluate import extract_thetas
 from iclab.taskvectors.method import TaskVectorRunner
 from iclab.taskvectors.prompts import get_template, prepare_task
 from iclab.taskvectors.tasks import get_task
@@ -47,7 +48,7 @@ def main() -> None:
     runner = TaskVectorRunner(lm)
     template = get_template("paper")
     prepared = prepare_task(get_task(args.task), lm.tokenizer, template)
-    rng = task_rng(0, args.task)
+    rng = make_rng(0, args.task, 0)  # the stream evaluate_task uses for episode seed 0
     dev_pool, _ = split_queries(len(prepared.pairs), rng)
     episodes = sample_episodes(prepared, dev_pool, args.episodes, 5, 2, rng)
     queries = [template.query(e.query) for e in episodes]

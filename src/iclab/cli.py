@@ -1,7 +1,8 @@
-"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report."""
+"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report, doctor."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -153,16 +154,25 @@ def sweep_cmd(
 @app.command()
 def reproduce(
     quick: Annotated[bool, typer.Option("--quick/--paper", help="Quick preset (minutes on CPU) or paper settings.")] = True,
-    only: Annotated[str | None, typer.Option(help="Only experiments whose name starts with this.")] = None,
+    only: Annotated[str | None, typer.Option(help="Only experiments whose name starts with this (comma-separated "
+                                             "prefixes allowed).")] = None,
     runs_dir: RunsDir = Path("runs"),
     force: Force = False,
     quiet: Quiet = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Research lines run side by side in this many lanes (default: "
+                                      "the cores, at most 2).")] = min(2, os.cpu_count() or 1),
+    site: Annotated[bool, typer.Option("--site/--no-site", help="Rebuild the report site at the end.")] = True,
+    results_file: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
 ) -> None:
     """Reproduce every experiment (quick preset by default), then rebuild the report site over all runs."""
     from .runtime.reproduce import reproduce as do_reproduce
+    from .runtime.reproduce import write_results
 
     results, report = do_reproduce(runs_dir, preset="quick" if quick else "paper", only=only, force=force,
-                                   quiet=quiet, on_result=_print_result)
+                                   quiet=quiet, on_result=_print_result, jobs=jobs, site=site)
+    if results_file is not None:  # a lane of a parent reproduce: it prints the summary
+        write_results(results, results_file)
+        raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
     failed = sum(r.status == "failed" for r in results)
     console.print(f"{len(results)} experiment{'s' * (len(results) != 1)}: {len(results) - failed} finished, {failed} failed")
     console.print(f"report: {report or 'none (no run has finished)'}", soft_wrap=True, highlight=False, markup=False)
@@ -265,6 +275,34 @@ def models() -> None:
         ok = importlib.util.find_spec(m.package) is not None
         table.add_row(m.name, "yes" if ok else "no", m.description, m.install)
     console.print(table)
+
+
+@app.command()
+def doctor(
+    model: Annotated[str, typer.Argument(help="A bundled model name, tiny:<family> (a random test model), or a local "
+                                         "HuggingFace causal-LM directory.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+) -> None:
+    """Check that iclab reads and patches MODEL correctly (seconds on CPU); exit 1 naming the failed checks."""
+    import time
+
+    from .models import load_model
+    from .models._doctor import diagnose
+
+    t0 = time.perf_counter()
+    lm = load_model(model, dtype=dtype, device=device)
+    checks = diagnose(lm)
+    table = Table("check", "result", "detail", title=f"iclab doctor {model} ({device}, {dtype})")
+    table.add_row("loads offline", "[green]pass[/green]", f"{type(lm.model).__name__} from {lm.source}")
+    for c in checks:
+        table.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.detail)
+    console.print(table)
+    failed = [c.name for c in checks if not c.passed]
+    console.print(f"{len(checks) + 1 - len(failed)} of {len(checks) + 1} checks passed in "
+                  f"{time.perf_counter() - t0:.1f} s" + (f"; failed: {'; '.join(failed)}" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -253,3 +253,18 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch, caplog):
         train_causal_lm(model, periodic_corpus(), fast_cfg(steps=4, compile=True))
     assert sum("training eagerly" in r.message for r in caplog.records) == 1
     assert all(torch.equal(a, b) for a, b in zip(eager.parameters(), model.parameters()))
+
+
+def test_bfloat16_autocast_training_step_on_cpu():
+    """Mixed precision: matmuls in bfloat16, weights stay float32, the loss falls."""
+    import numpy as np
+    import torch
+
+    from iclab.models import ModelSize, TrainConfig, build_causal_lm, train_causal_lm
+
+    tokens = np.tile(np.arange(16), 400)
+    model = build_causal_lm(ModelSize(d_model=32, n_layers=1), 16, seed=0)
+    hist = train_causal_lm(model, tokens, TrainConfig(steps=30, batch_size=8, seq_len=32, lr=3e-3, warmup_steps=2,
+                                                      log_every=10, compile=False, autocast="bfloat16"))
+    assert next(model.parameters()).dtype is torch.float32
+    assert hist.loss[-1] < hist.loss[0]

@@ -110,3 +110,18 @@ def test_failed_run_and_failed_sweep_exit_nonzero(tmp_path):
     assert run.returncode == 1 and "RuntimeError: boom" in run.stderr
     sw = iclab("sweep", "test.toy", "--grid", "fail=false,true", "--backend", "serial", tmp_path=tmp_path)
     assert sw.returncode == 1 and "2 points: 1 finished (0 already done), 1 failed" in sw.stdout
+
+
+def test_reproduce_runs_lines_side_by_side(tmp_path):
+    """Two research lines in two lanes (one a child process); the parent counts both and builds the site."""
+    from iclab.runtime.reproduce import lanes
+
+    assert lanes(["spinglass.fig2", "spinglass.fig1", "taskvectors.main", "grammar.icl"], 2) == [
+        ["grammar.icl"], ["spinglass.fig2", "spinglass.fig1", "taskvectors.main"]]
+    assert lanes(["spinglass.fig2", "test.toy"], 1) == [["spinglass.fig2", "test.toy"]]
+    proc = iclab("reproduce", "--only", "test.,spinglass.fig2", "--jobs", "2", "-q", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 experiments: 2 finished, 0 failed" in proc.stdout
+    assert "test.toy" in proc.stdout and "spinglass.fig2" in proc.stdout
+    assert (tmp_path / "runs" / "site" / "index.html").is_file()
+    assert not list((tmp_path / "runs").glob(".lane-*"))  # the lanes' result files are cleaned up

@@ -41,3 +41,32 @@ def test_task_vector_beats_baseline_on_easy_tasks(lm, name):
     assert res.icl >= 0.7, res.row()
     assert res.task_vector >= res.baseline + 0.4, res.row()
     assert 5 <= res.best_layer <= 28, res.row()  # a middle-to-late layer, not the embedding end
+
+
+def test_doctor_passes_on_the_bundled_model(lm):
+    from iclab.models import diagnose
+
+    checks = diagnose(lm)
+    assert all(c.passed for c in checks), [(c.name, c.detail) for c in checks if not c.passed]
+
+
+UPPER_WORDS = Path(__file__).resolve().parents[2] / "examples" / "tasks" / "upper_words.json"
+
+
+def test_whole_answers_on_a_multi_token_task(lm):
+    """Words -> their upper case, most answers several tokens: ICL well above 0 under full scoring (the
+    task vector carries it on Gemma-3-270M, not on SmolLM2: docs/benchmarks.md, "Whole answers")."""
+    from iclab.taskvectors.tasks import load_task_file
+
+    template = get_template("paper")
+    task = load_task_file(UPPER_WORDS)
+    prepared = prepare_task(task, lm.tokenizer, template, scoring="full")
+    assert prepared.n_multi_token >= 40 and prepared.max_new_tokens >= 4
+    res = evaluate_task(TaskVectorRunner(lm), prepared, template, seed=0, n_dev=16, n_test=16, n_baseline=16)
+    assert res.icl >= 0.5 and res.baseline == 0, res.row()
+    multi = [r for r in res.records if r["split"] == "test" and r["condition"] == "icl"
+             and len(lm.tokenizer(r["gold"], add_special_tokens=False)["input_ids"]) > 1]
+    assert sum(r["correct"] for r in multi) >= 5  # right on whole answers of several tokens
+    said = []
+    prepare_task(task, lm.tokenizer, template, scoring="first-token", warn=said.append)
+    assert len(said) == 1 and "--scoring full" in said[0]

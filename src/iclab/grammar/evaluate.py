@@ -58,9 +58,10 @@ def _ids(world: World, prompts: list[list[str]]) -> torch.Tensor:
 @torch.no_grad()
 def _log_softmax_batches(model, ids: torch.Tensor, batch: int) -> torch.Tensor:
     out = []
+    device = model.get_input_embeddings().weight.device
     for i in range(0, len(ids), batch):
-        logits = model(input_ids=ids[i:i + batch]).logits  # (b, T, V)
-        out.append(torch.log_softmax(logits.float(), -1))
+        logits = model(input_ids=ids[i:i + batch].to(device)).logits  # (b, T, V)
+        out.append(torch.log_softmax(logits.float(), -1).cpu())
     return torch.cat(out)  # (B, T, V)
 
 
@@ -112,8 +113,9 @@ def generated_cot(model, world: World, task: Task, inputs: list[list[int]], n: i
     prompts = [prompt_tokens(world, task, xs[:n + 1], cot=True) for xs in inputs]
     ids = _ids(world, prompts)  # (P, T)
     step_id = world.token_id[SEP_STEP]
+    device = model.get_input_embeddings().weight.device
     for _ in range(3):  # z, "=>", y
-        nxt = torch.cat([model(input_ids=ids[i:i + batch]).logits[:, -1].argmax(-1)
+        nxt = torch.cat([model(input_ids=ids[i:i + batch].to(device)).logits[:, -1].argmax(-1).cpu()
                          for i in range(0, len(ids), batch)])  # (P,)
         ids = torch.cat([ids, nxt[:, None]], 1)
     z, step, y = ids[:, -3].numpy(), ids[:, -2].numpy(), ids[:, -1].numpy()

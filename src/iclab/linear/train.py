@@ -401,10 +401,10 @@ def train_architecture(
     warm-up over the first `warmup` fraction of the steps): softmax models need a decaying rate
     to settle, the paper's linear protocol uses a constant one.
     """
-    dtype = next(model.parameters()).dtype
-    X, y = _model_inputs(model, train[0], dtype), train[1].to(dtype)
-    Xt = _model_inputs(model, test[0], dtype) if test is not None else None
-    yt = test[1].to(dtype) if test is not None else None
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
+    X, y = _model_inputs(model, train[0].to(device), dtype), train[1].to(device, dtype)
+    Xt = _model_inputs(model, test[0].to(device), dtype) if test is not None else None
+    yt = test[1].to(device, dtype) if test is not None else None
     P = y.shape[0]
     full_batch = batch_size is None or batch_size >= P
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -441,7 +441,7 @@ def train_architecture(
             record(_dataset_mse(model, X, y, eval_chunk))
         if epoch == epochs:
             break
-        order = torch.randperm(P, generator=generator)  # (P,)
+        order = torch.randperm(P, generator=generator).to(device)  # (P,) drawn on the CPU: the same order anywhere
         for start in range(0, P, batch_size):
             idx = order[start : start + batch_size]
             loss = ((_predict(model, tuple(x[idx] for x in X)) - y[idx]) ** 2).mean()

@@ -13,15 +13,34 @@ causal LMs trained from scratch on a token corpus.
     history = train_causal_lm(model, tokens, TrainConfig(epochs=2), ckpt_dir=run / "ckpt")  # resumable
 """
 
-from ._architecture import decoder_blocks, final_norm, residual_to_logits
+from ._architecture import (ArchitectureMap, architecture_map, attention_out, decoder_blocks, final_norm,
+                            residual_to_logits, split_heads_output)
+from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype
+from ._doctor import Check, diagnose
 from ._forward import Batch, encode, forward_last
 from ._hooks import Patch, Recording, patch_residual, record_residual
 from ._loading import BUNDLED_MODELS, BundledModel, LoadedModel, cache_dir, load_model, prepare_tokenizer
+from ._tiny import TINY_FAMILIES, save_tiny, tiny_model, tiny_tokenizer
 from ._scratch import ModelSize, build_causal_lm, count_params, train_flops_per_token
 from ._training import TokenWindows, TrainConfig, TrainHistory, load_weights, lr_at, train_causal_lm
 
 __all__ = [
+    "ArchitectureMap",
     "BUNDLED_MODELS",
+    "Check",
+    "DTYPES",
+    "DeviceConfig",
+    "TINY_FAMILIES",
+    "architecture_map",
+    "attention_out",
+    "diagnose",
+    "input_device",
+    "resolve_device",
+    "resolve_dtype",
+    "save_tiny",
+    "split_heads_output",
+    "tiny_model",
+    "tiny_tokenizer",
     "Batch",
     "BundledModel",
     "LoadedModel",

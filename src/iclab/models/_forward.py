@@ -46,14 +46,15 @@ def forward_last(model: nn.Module, batch: Batch, past_key_values=None, use_cache
     cover cache + new tokens, as transformers expects; positions continue from the cache.
     """
     n_new = batch.input_ids.shape[1]
+    device = model.get_input_embeddings().weight.device  # a model split over GPUs takes inputs on its first
     positions = batch.position_ids[:, -n_new:]
     kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(type(model)) else {}
     out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=positions,
+        input_ids=batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+        position_ids=positions.to(device),
         past_key_values=past_key_values,
         use_cache=use_cache,
         **kwargs,
     )
-    return out.logits[:, -1].float(), (out.past_key_values if use_cache else None)  # (B, V)
+    return out.logits[:, -1].float().cpu(), (out.past_key_values if use_cache else None)  # (B, V) on the CPU

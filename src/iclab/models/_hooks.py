@@ -56,7 +56,8 @@ def record_residual(
 ) -> Iterator[Recording]:
     """Record the block outputs at `positions` (one per row, or one for all) during the next forward.
 
-    Only the chosen position is kept (float32, detached), not every position of every layer.
+    Only the chosen position is kept (float32, detached, on the CPU, so the blocks of a model split
+    over several GPUs stack), not every position of every layer.
     """
     blocks = decoder_blocks(model)
     layers = list(range(len(blocks))) if layers is None else [int(l) for l in layers]
@@ -66,7 +67,7 @@ def record_residual(
         def hook(module, args, output):
             h = _hidden(output)  # (B, T, D)
             pos = _as_rows(positions, h.shape[0]).to(h.device)
-            rec.by_layer[layer] = h[torch.arange(h.shape[0], device=h.device), pos].detach().float()  # (B, D)
+            rec.by_layer[layer] = h[torch.arange(h.shape[0], device=h.device), pos].detach().float().cpu()  # (B, D)
 
         return hook
 
@@ -117,7 +118,7 @@ def patch_residual(
             h = _hidden(output)  # (B, T, D)
             if h.shape[0] != batch:
                 raise RuntimeError(f"patch_residual: batch of {h.shape[0]} rows, but {batch} vectors were given")
-            r = rows.to(h.device)
+            r = rows.to(h.device)  # each block may sit on its own GPU (device_map)
             p = pos_rows[rows].to(h.device)
             v = vectors[rows].to(device=h.device, dtype=h.dtype)  # (R, D)
             new = alpha * v if mode == "replace" else h[r, p] + alpha * v

@@ -84,8 +84,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iclab"
 
 
-def load_model(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a bundled model by name (see BUNDLED_MODELS) or any local HF causal-LM directory."""
+def load_model(name_or_path: str, dtype: torch.dtype | str = torch.float32, device: str = "cpu") -> LoadedModel:
+    """Load a bundled model by name (see BUNDLED_MODELS), a tiny test model (`tiny:<family>`, see
+    TINY_FAMILIES) or any local HF causal-LM directory, in `dtype` on `device`.
+
+    `device="cuda"` spreads the model over every GPU present (accelerate's `device_map="auto"`,
+    offloading to CPU memory what does not fit); `cuda:N` puts it whole on GPU N."""
+    from ._device import resolve_device, resolve_dtype
+
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
+    if name_or_path.startswith("tiny:"):
+        return _tiny_loaded(name_or_path, dtype, device)
     if name_or_path in BUNDLED_MODELS:
         directory = converted_dir(BUNDLED_MODELS[name_or_path])
     else:
@@ -93,16 +102,17 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadedM
         if not (directory / "config.json").is_file():
             known = ", ".join(BUNDLED_MODELS)
             raise IclabError(
-                f"model {name_or_path!r}: not a bundled model ({known}) nor a local directory with a "
-                "config.json; pass one of those names or the path of a saved HuggingFace causal LM"
+                f"model {name_or_path!r}: not a bundled model ({known}), a tiny:<family> test model, nor a local "
+                "directory with a config.json; pass one of those names or the path of a saved HuggingFace causal LM"
             )
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
+        placement = {} if device == "cpu" else {"device_map": "auto" if device == "cuda" else {"": device}}
         model = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=dtype, local_files_only=True, trust_remote_code=False
+            directory, dtype=dtype, local_files_only=True, trust_remote_code=False, **placement
         )
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
@@ -111,6 +121,15 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadedM
     prepare_tokenizer(tokenizer)
     model.eval()
     return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer, source=str(directory))
+
+
+def _tiny_loaded(name: str, dtype: torch.dtype, device: str) -> LoadedModel:
+    from ._tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    prepare_tokenizer(tokenizer)
+    model = tiny_model(name.removeprefix("tiny:")).to(device=device, dtype=dtype)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, source="built in code (random weights)")
 
 
 def prepare_tokenizer(tokenizer) -> None:

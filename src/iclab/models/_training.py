@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -62,6 +63,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(25, gt=0, description="Report the mean loss, lr and tokens/s every this many steps (and at the end).")
     compile: bool = Field(True, description="torch.compile the forward + loss; falls back to eager if compiling fails.")
     seed: int = Field(0, ge=0, description="Seed of the order in which windows are drawn.")
+    autocast: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16: mixed precision (matmuls in bfloat16 under torch.autocast; weights, "
+        "gradients and optimiser state stay float32). float16 would need loss scaling and is not offered.")
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -408,7 +412,8 @@ def train_causal_lm(
                 for group in opt.param_groups:
                     group["lr"] = lr
                 batch = data.batch(step).to(device, non_blocking=True)  # (B, T+1)
-                loss = step_fn(batch[:, :-1], batch[:, 1:])  # forward + backward
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+                    loss = step_fn(batch[:, :-1], batch[:, 1:])  # forward + backward
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()

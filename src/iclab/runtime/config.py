@@ -35,7 +35,8 @@ class ExperimentConfig(BaseModel):
 
         Resource requests are left out: where a run was scheduled does not change its result,
         so a sweep started locally can finish on a cluster and reuse every finished point."""
-        blob = json.dumps(self.model_dump(mode="json", exclude=RESOURCE_FIELDS), sort_keys=True)
+        unhashed = RESOURCE_FIELDS | set(getattr(type(self), "UNHASHED", ()))  # e.g. the device of inference runs
+        blob = json.dumps(self.model_dump(mode="json", exclude=unhashed), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -53,9 +54,9 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     return f"{where}: field '{field}': {msg} (got {first.get('input')!r}){more}; see `iclab show` for valid fields"
 
 
-def build_config(cls: type[ExperimentConfig], values: dict[str, Any], where: str) -> ExperimentConfig:
+def build_config(cls: type[ExperimentConfig], values: dict[str, Any], where: str, saved: bool = False) -> ExperimentConfig:
     try:
-        return cls(**values)
+        return cls.model_validate(values, context={"saved": saved})
     except ValidationError as err:
         raise IclabError(format_validation_error(err, where)) from None
 

@@ -59,16 +59,18 @@ class ResearchLine:
     title: str
     package: str
     paper: str
+    quick_minutes: float = 1.0  # about how long its quick presets take on 2 cores: balances reproduce's lanes
 
 
 # The research lines, keyed by experiment-name prefix: the one place their names and papers live.
 RESEARCH_LINES = {
     "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
-                              "Li, Bai, Huang 2024, Spin glass model of in-context learning"),
+                              "Li, Bai, Huang 2024, Spin glass model of in-context learning", 7),
     "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
-                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors"),
+                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 6),
     "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
-                            "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction"),
+                            "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",
+                            9),
 }
 OTHER_LINE = ResearchLine("other", "Other experiments", "modules in ICLAB_EXPERIMENTS",
                           "experiments outside the three research lines, e.g. your own")
@@ -129,7 +131,10 @@ class Experiment:
             self.judge(cfg, res, ctx)
         ctx.phase = "done"
 
-    def make_config(self, preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    def make_config(self, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                    saved: bool = False) -> ExperimentConfig:
+        """The config of a preset with overrides; `saved=True` reads back a finished run's config, whose
+        machine-dependent values (its device) are kept as recorded rather than checked against this machine."""
         values: dict[str, Any] = {}
         if preset is not None:
             if preset not in self.presets:
@@ -138,7 +143,7 @@ class Experiment:
                 )
             values.update(self.presets[preset])
         values.update(overrides or {})
-        return build_config(self.config_cls, values, where=self.name)
+        return build_config(self.config_cls, values, where=self.name, saved=saved)
 
 
 _REGISTRY: dict[str, Experiment] = {}

@@ -223,7 +223,7 @@ def redraw(path: Path, quiet: bool = True) -> Path:
         raise IclabError(f"{path} was written by an older iclab (run format {fmt or 1}, this one reads {FORMAT}); "
                          f"rerun it with `iclab run {meta.get('experiment', 'EXPERIMENT')} --force` and the same settings")
     exp = get_experiment(meta["experiment"])
-    config = exp.make_config(None, {k: v for k, v in meta["config"].items()})
+    config = exp.make_config(None, {k: v for k, v in meta["config"].items()}, saved=True)
     env = json.loads((path / "env.json").read_text())
     started = json.loads((path / DONE).read_text()).get("started", env.get("started", ""))
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".redraw-{path.name}-"))

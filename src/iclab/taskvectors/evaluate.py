@@ -69,8 +69,9 @@ class TaskResult:
 
 def _score(runner: TaskVectorRunner, prepared: PreparedTask, episodes: list[Episode],
            ids: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    """0/1 per episode and the prediction as generated: the first token, or (N, n) tokens of a whole answer."""
     preds = runner.decode(ids)
-    return np.array([is_correct(p, prepared, e.item) for p, e in zip(preds, episodes)]), preds
+    return np.array([is_correct(p, prepared, e.item, prepared.scoring) for p, e in zip(preds, episodes)]), preds
 
 
 def dev_layer_curve(runner: TaskVectorRunner, prepared: PreparedTask, template: Template, episodes: list[Episode],
@@ -78,7 +79,8 @@ def dev_layer_curve(runner: TaskVectorRunner, prepared: PreparedTask, template: 
     """Task-vector accuracy on `episodes` with θ patched at each layer: (n_layers,)."""
     thetas = extract_thetas(runner, template, episodes)
     queries = [template.query(e.query) for e in episodes]
-    sweep = runner.sweep_patched(queries, thetas, range(runner.n_layers), mode=mode)  # (N, L)
+    sweep = runner.sweep_patched(queries, thetas, range(runner.n_layers), mode=mode,
+                                 max_new_tokens=prepared.max_new_tokens)  # (N, L) or (N, L, n)
     return np.stack([_score(runner, prepared, episodes, sweep[:, l])[0] for l in range(runner.n_layers)], 1).mean(0)
 
 
@@ -99,7 +101,8 @@ def evaluate_task(
 ) -> TaskResult:
     """Episodes come from stream (seed, task, episode_seed): another episode seed redraws the dev/test
     split and every episode, so repeats vary everything but the model. Dev chooses L (and scores ICL and
-    the baseline for the task filter); test scores the three conditions."""
+    the baseline for the task filter); test scores the three conditions. Under `full` scoring (set on
+    `prepared`) every condition decodes the whole answer; θ is patched at the query's last token only."""
     name = prepared.task.name
     rng = make_rng(seed, name, episode_seed)
     dev_pool, test_pool = split_queries(len(prepared.pairs), rng)
@@ -108,6 +111,7 @@ def evaluate_task(
     base = sample_episodes(prepared, test_pool, n_baseline, 0, 0, rng)
     records: list[dict] = []
     correct: dict[str, np.ndarray] = {}
+    n_new = prepared.max_new_tokens  # 1 under first-token scoring
 
     def run(split: str, condition: str, episodes: list[Episode], prompts: list[str], ids: torch.Tensor,
             layer: int | None = None) -> None:
@@ -124,17 +128,17 @@ def evaluate_task(
     best = int(np.argmax(dev_curve))
     for condition, prompts in (("baseline", [template.query(e.query) for e in dev]),
                                ("icl", [template.prompt(list(e.demos), e.query) for e in dev])):  # fmt: skip
-        run("dev", condition, dev, prompts, runner.predict(prompts))
+        run("dev", condition, dev, prompts, runner.predict(prompts, n_new))
 
     # Test: baseline (bare query), regular ICL, and the task vector patched at the chosen layer.
     base_prompts = [template.query(e.query) for e in base]
-    run("test", "baseline", base, base_prompts, runner.predict(base_prompts))
+    run("test", "baseline", base, base_prompts, runner.predict(base_prompts, n_new))
     icl_prompts = [template.prompt(list(e.demos), e.query) for e in test]
-    run("test", "icl", test, icl_prompts, runner.predict(icl_prompts))
+    run("test", "icl", test, icl_prompts, runner.predict(icl_prompts, n_new))
     test_thetas = extract_thetas(runner, template, test)
     test_queries = [template.query(e.query) for e in test]
     run("test", "task_vector", test, test_queries,
-        runner.predict_patched(test_queries, test_thetas[:, best], best, mode=mode), layer=best)
+        runner.predict_patched(test_queries, test_thetas[:, best], best, mode=mode, max_new_tokens=n_new), layer=best)
 
     return TaskResult(
         task=name, category=prepared.task.category, n_pairs=len(prepared.pairs),

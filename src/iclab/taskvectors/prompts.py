@@ -6,6 +6,7 @@ ends right after the arrow, so the model's next token is the answer's first toke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from iclab.runtime.errors import IclabError
@@ -66,27 +67,47 @@ class PreparedTask:
     originals: tuple[str, ...]  # the task's own input for each pair (for scoring)
     leading_space: bool  # pairs written as " x" -> " y" (the paper's variant for templates like `->{y}`)
     n_before_filter: int
+    scoring: str = "first-token"  # first-token (the paper's) | full (the whole answer)
+    max_answer_tokens: int = 1  # the longest gold answer in tokens after its query line
+    n_multi_token: int = 0  # pairs whose answer is more than one token for this tokenizer
+
+    @property
+    def max_new_tokens(self) -> int:
+        """How many tokens to generate: 1 under first-token; the longest answer plus its line end under full."""
+        return 1 if self.scoring == "first-token" else self.max_answer_tokens + 1
+
+
+def answer_lengths(tokenizer, template: Template, pairs: list[tuple[str, str]]) -> list[int]:
+    """Tokens y takes after the query line of x; 0 where writing y changes the query's own tokens
+    (the answer would not start at a token boundary)."""
+    prefixes = [template.query(x) for x, _ in pairs]
+    fulls = [p + template.answer_space + y for p, (_, y) in zip(prefixes, pairs)]
+    enc_p = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
+    enc_f = tokenizer(fulls, add_special_tokens=False)["input_ids"]
+    return [len(f) - len(p) if f[: len(p)] == p else 0 for p, f in zip(enc_p, enc_f)]
 
 
 def single_token_mask(tokenizer, template: Template, pairs: list[tuple[str, str]]) -> list[bool]:
     """True where y, written after the query line of x, is exactly one token and leaves the query's
     tokens unchanged, so the model's first predicted token can be the whole answer."""
-    prefixes = [template.query(x) for x, _ in pairs]
-    fulls = [p + template.answer_space + y for p, (_, y) in zip(prefixes, pairs)]
-    enc_p = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
-    enc_f = tokenizer(fulls, add_special_tokens=False)["input_ids"]
-    return [len(f) == len(p) + 1 and f[: len(p)] == p for p, f in zip(enc_p, enc_f)]
+    return [n == 1 for n in answer_lengths(tokenizer, template, pairs)]
 
 
-def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10) -> PreparedTask:
-    """Apply the paper's single-token filter where the task asks for it.
+def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10, scoring: str = "first-token",
+                 warn: Callable[[str], None] | None = None) -> PreparedTask:
+    """Write the task's pairs for this tokenizer and template; under `first-token` scoring apply the
+    paper's single-token filter where the task asks for it.
 
     As in the paper's code, a leading-space version (" x" -> " y") is tried when the answer does
     not already follow a space, and is used if it keeps at least 70% as many pairs as the plain one.
+    Under `first-token`, a task whose answers are several tokens and whose comparator cannot credit a
+    first token gets a one-line warning through `warn`: those answers can never be scored correct.
     """
     plain = list(task.pairs)
-    if not task.single_token:
-        return PreparedTask(task, tuple(plain), tuple(x for x, _ in plain), False, len(plain))
+    if scoring not in ("first-token", "full"):
+        raise IclabError(f"scoring {scoring!r} is not known; use first-token or full")
+    if not task.single_token or scoring == "full":
+        return _unfiltered(task, tokenizer, template, scoring, warn)
     keep_plain = single_token_mask(tokenizer, template, plain)
     use_space = False  # whether the pairs are written with a leading space (the template may add its own)
     keep = keep_plain
@@ -103,4 +124,27 @@ def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10)
             f"task {task.name!r}: only {len(pairs)} of {len(plain)} pairs have single-token answers for this "
             f"tokenizer and template {template.name!r}; need at least {min_pairs}"
         )
-    return PreparedTask(task, pairs, originals, use_space, len(plain))
+    return PreparedTask(task, pairs, originals, use_space, len(plain), scoring)
+
+
+def _unfiltered(task: Task, tokenizer, template: Template, scoring: str, warn: Callable[[str], None] | None) -> PreparedTask:
+    """Every pair, written plain or with a leading space (" x" -> " y") as the paper's code chooses for a
+    template with no space before the answer (spaced, unless that leaves under 70% as many one-token
+    answers); with the answer lengths for the decoding bound and the warning."""
+    plain = list(task.pairs)
+    use_space = False
+    if not template.answer_space and tokenizer is not None:  # the paper's choice of writing, without its filter
+        spaced = [(" " + x, " " + y) for x, y in plain]
+        use_space = sum(single_token_mask(tokenizer, template, spaced)) >= 0.7 * sum(
+            single_token_mask(tokenizer, template, plain))
+    written = [(" " + x, " " + y) if use_space else (x, y) for x, y in plain]
+    if tokenizer is None:  # pairs only (tests): lengths not measured
+        return PreparedTask(task, tuple(written), tuple(x for x, _ in plain), use_space, len(plain), scoring)
+    lengths = answer_lengths(tokenizer, template, written)
+    n_multi = sum(n != 1 for n in lengths)
+    if scoring == "first-token" and n_multi and task.comparator != "prefix" and warn is not None:
+        warn(f"task {task.name!r}: {n_multi} of {len(plain)} answers are more than one token for this tokenizer and "
+             "can never be correct under scoring=first-token; pass --scoring full to score whole answers")
+    alone = tokenizer([template.answer_space + y for _, y in written], add_special_tokens=False)["input_ids"]
+    bound = max(max(lengths), max(len(a) for a in alone), 1)  # in context, or alone where that splits differently
+    return PreparedTask(task, tuple(written), tuple(x for x, _ in plain), use_space, len(plain), scoring, bound, n_multi)

@@ -13,6 +13,7 @@ from iclab.runtime.plots import subplots
 
 from ..evaluate import model_curve, prompt_inputs
 from ._common import (
+    QUICK_ONE_SEED,
     HEADLINE,
     PAPER_DATA,
     PAPER_SIZES,
@@ -53,7 +54,7 @@ class AblationConfig(TrainedModelsConfig):
 @experiment(
     "grammar.ablation",
     AblationConfig,
-    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
+    presets={"quick": QUICK_ONE_SEED, "quick-3seeds": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
                                         variants=["unshared", "none"], n_prompts=200)},
     title="Ablation: pretraining without shared iterated structure",
     paper="Hahn & Goyal 2023 (compositional structure is what makes ICL emerge); GINC's random-data ablation",
@@ -70,7 +71,7 @@ def compute(cfg: AblationConfig, ctx: RunContext) -> None:
     n_items = max(cfg.ns) + 1
     rows, arrays = [], {}
     for (variant, s), run in zip(points, runs):
-        model, world, _ = load_point(run)
+        model, world, _ = load_point(run, cfg.device)
         prim = world.tasks()["prim"]
         inputs = prompt_inputs(world, prim, n_items, cfg.n_prompts, cfg.seed)
         right = np.concatenate([model_curve(model, world, t, inputs[t.name]).correct[:, cfg.ns] for t in prim])

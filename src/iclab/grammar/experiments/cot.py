@@ -11,6 +11,7 @@ from iclab.runtime.plots import subplots
 
 from ..evaluate import generated_cot, model_curve, prompt_inputs
 from ._common import (
+    QUICK_ONE_SEED,
     HEADLINE,
     PAPER_DATA,
     PAPER_SIZES,
@@ -69,7 +70,7 @@ def score_seed(model, world, cfg: CotConfig) -> tuple[list[dict], dict[str, np.n
 @experiment(
     "grammar.cot",
     CotConfig,
-    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
+    presets={"quick": QUICK_ONE_SEED, "quick-3seeds": {}, "paper": dict(**PAPER_TRAINING, size=PAPER_SIZES[-1], data_tokens=PAPER_DATA[-1],
                                         n_prompts=200)},
     title="Chain of thought: direct vs intermediate steps on seen and held-out compositions",
     paper="Hahn & Goyal 2023, Theorem 2 and the intermediate-steps experiment",
@@ -82,7 +83,7 @@ def compute(cfg: CotConfig, ctx: RunContext) -> None:
     runs = train_points(ctx, cfg, [pretrain_config(cfg, cfg.size, cfg.data_tokens, seed=s) for s in cfg.train_seeds])
     rows, arrays = [], {}
     for s, run in zip(cfg.train_seeds, runs):
-        model, world, _ = load_point(run)
+        model, world, _ = load_point(run, cfg.device)
         r, correct = score_seed(model, world, cfg)
         rows += [dict(seed=s, **x) for x in r]
         arrays |= {key(s, k): c for k, c in correct.items()}

@@ -13,6 +13,7 @@ from ..evaluate import generated_cot, ideal_curve, model_curve, prompt_inputs
 from ..prompts import full_prompt
 from ..theory import IdealPredictor
 from ._common import (
+    QUICK_ONE_SEED,
     HEADLINE,
     PAPER_DATA,
     PAPER_SIZES,
@@ -95,7 +96,7 @@ def ideal_row_sum_error(predictor: IdealPredictor, world, cfg: IclConfig) -> flo
 @experiment(
     "grammar.icl",
     IclConfig,
-    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=[PAPER_SIZES[0], PAPER_SIZES[-1]],
+    presets={"quick": QUICK_ONE_SEED, "quick-3seeds": {}, "paper": dict(**PAPER_TRAINING, sizes=[PAPER_SIZES[0], PAPER_SIZES[-1]],
                                         data_tokens=PAPER_DATA[-1], n_prompts=200, ideal_prompts=50)},
     title="ICL accuracy vs demonstrations, per task type, vs the idealised predictor",
     paper="Hahn & Goyal 2023, Theorem 1 and the ICL-vs-demonstrations figures",
@@ -109,7 +110,7 @@ def compute(cfg: IclConfig, ctx: RunContext) -> None:
     runs = train_points(ctx, cfg, [pretrain_config(cfg, size, cfg.data_tokens, seed=s) for size, s in points])
     rows, arrays = [], {}
     for (size, s), run in zip(points, runs):
-        model, world, _ = load_point(run)
+        model, world, _ = load_point(run, cfg.device)
         r, correct = curves_for(model, world, cfg, None)
         rows += [dict(model=name_of(size), seed=s, **x) for x in r]
         arrays |= {key(name_of(size), s, kind): c for kind, c in correct.items()}

@@ -16,6 +16,7 @@ from ..probes import ProbeResult, fit_probes
 from ..prompts import prompt_tokens
 from ..world import ROLES, World
 from ._common import (
+    QUICK_ONE_SEED,
     HEADLINE,
     PAPER_DATA,
     PAPER_SIZES,
@@ -68,9 +69,10 @@ def hidden_states(model, ids: np.ndarray, batch: int = 64) -> np.ndarray:
     """(B, T, L+1, D) residual states of (B, T) token ids: embeddings, then every block's output."""
     out = []
     x = torch.as_tensor(ids, dtype=torch.long)
+    device = model.get_input_embeddings().weight.device
     for i in range(0, len(x), batch):
-        hs = model(input_ids=x[i:i + batch], output_hidden_states=True).hidden_states
-        out.append(torch.stack(hs, 2).numpy())  # (b, T, L+1, D)
+        hs = model(input_ids=x[i:i + batch].to(device), output_hidden_states=True).hidden_states
+        out.append(torch.stack(hs, 2).float().cpu().numpy())  # (b, T, L+1, D)
     return np.concatenate(out)
 
 
@@ -124,7 +126,7 @@ def chosen_counts(r: ProbeResult) -> tuple[int, np.ndarray]:
 @experiment(
     "grammar.probes",
     ProbesConfig,
-    presets={"quick": {}, "paper": dict(**PAPER_TRAINING, sizes=PAPER_SIZES, size=PAPER_SIZES[-1],
+    presets={"quick": QUICK_ONE_SEED, "quick-3seeds": {}, "paper": dict(**PAPER_TRAINING, sizes=PAPER_SIZES, size=PAPER_SIZES[-1],
                                         data_tokens=PAPER_DATA[-1], probe_tokens=40_000, mid_prompts=40,
                                         max_train=10_000)},
     title="Probing the compositional structure of the input",
@@ -152,7 +154,7 @@ def compute(cfg: ProbesConfig, ctx: RunContext) -> None:
                                control=float(r.control[r.layers.index(layer)]), majority=r.majority))
 
     for (size, s), run in zip(models, runs):
-        model, world, _ = load_point(run)
+        model, world, _ = load_point(run, cfg.device)
         if data is None:  # the same tokens for every model (the worlds are equal)
             data = probe_datasets(world, cfg)
         icl[key(name_of(size), s)] = metrics_of(run)["prim_acc"][8]
@@ -161,7 +163,7 @@ def compute(cfg: ProbesConfig, ctx: RunContext) -> None:
     d, L = cfg.size
     for s in cfg.train_seeds:
         random_model = build_causal_lm(ModelSize(d_model=d, n_layers=L, arch=cfg.arch, context=max(256, cfg.seq_len)),
-                                       len(world.vocab), seed=stream_seed(s, "random-init")).eval()
+                                       len(world.vocab), seed=stream_seed(s, "random-init")).eval().to(cfg.device)
         record(f"random {name_of(cfg.size)}", s, False, probe_model(random_model, data, cfg))
     df = pd.DataFrame(rows)
     df["depth"] = df.layer / df.model.str.split("-L").str[-1].astype(int)

@@ -134,7 +134,7 @@ def compute(cfg: TaskVectorConfig, ctx: RunContext) -> None:
     runs = train_points(ctx, cfg, [pretrain_config(cfg, size, cfg.data_tokens) for size in cfg.sizes])
     per_layer, metrics, test, shared = [], [], {}, 0
     for size, run in zip(cfg.sizes, runs):
-        model, world, _ = load_point(run)
+        model, world, _ = load_point(run, cfg.device)
         tasks = world.tasks()
         for kind in [t for t in cfg.task_types if t in tasks]:
             scores = {"dev": [], "test": []}

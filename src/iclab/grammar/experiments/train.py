@@ -27,7 +27,7 @@ EVAL_ITEMS = 17  # prompts of 17 items score 0..16 demonstrations
 def validation_loss(model, ids: np.ndarray, seq_len: int) -> float:
     """Mean next-token loss on held-out documents (another stream of the same world)."""
     n = (len(ids) - 1) // seq_len
-    x = torch.as_tensor(ids[: n * seq_len + 1], dtype=torch.long)
+    x = torch.as_tensor(ids[: n * seq_len + 1], dtype=torch.long).to(model.get_input_embeddings().weight.device)
     inputs, targets = x[:-1].view(n, seq_len), x[1:].view(n, seq_len)  # (n, T)
     losses = [torch.nn.functional.cross_entropy(model(input_ids=inputs[i:i + 64]).logits.flatten(0, 1),
                                                 targets[i:i + 64].flatten()).item() for i in range(0, n, 64)]
@@ -59,8 +59,10 @@ def compute(cfg: PretrainConfig, ctx: RunContext) -> None:
     size = ModelSize(d_model=cfg.d_model, n_layers=cfg.n_layers, arch=cfg.arch, context=max(256, cfg.seq_len))
     model = build_causal_lm(size, len(world.vocab), seed=cfg.seed, pad_token_id=world.token_id[PAD],
                             eos_token_id=world.token_id[EOS], bos_token_id=world.token_id[EOS])
+    model = model.to(cfg.device)
     tcfg = TrainConfig(lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-                       batch_size=cfg.batch_size, seq_len=cfg.seq_len, compile=cfg.compile, seed=cfg.seed)
+                       batch_size=cfg.batch_size, seq_len=cfg.seq_len, compile=cfg.compile, seed=cfg.seed,
+                       autocast=cfg.dtype)
     ckpt = ctx.runs_dir / ".checkpoints" / ctx.experiment / cfg.hash() if ctx.runs_dir else None
     threads = compute_threads()
     ctx.log(f"{size.name}: {count_params(model):,} parameters, {cfg.data_tokens:,} tokens, {threads} threads")
@@ -73,7 +75,7 @@ def compute(cfg: PretrainConfig, ctx: RunContext) -> None:
         inputs = prompt_inputs(world, prim, EVAL_ITEMS, cfg.eval_prompts, cfg.seed, stream="train-eval")
         correct = np.stack([model_curve(model, world, t, inputs[t.name]).correct for t in prim])  # (K, P, 17)
     hf_logging.disable_progress_bar()
-    model.save_pretrained(ctx.out_dir / "model")
+    model.cpu().save_pretrained(ctx.out_dir / "model")
     (ctx.out_dir / "model" / "world.json").write_text(cfg.world.model_dump_json(indent=1))
 
     acc = correct.mean((0, 1))  # (17,)

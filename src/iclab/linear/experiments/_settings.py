@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from iclab.runtime import ExperimentConfig
 
@@ -33,4 +33,26 @@ class AdamSettings(ExperimentConfig):
     epochs: int = Field(5000, gt=0, description="Full-batch Adam steps.")
     weight_decay: float = Field(0.01, ge=0, description="Adam's coupled weight decay wd (λ0 = wd/2 in the energy).")
     adam_dtype: str = Field("float32", pattern="^(float32|float64)$",
-                            description="Precision of the Adam runs (float32: 3-4x faster, same curves).")
+                            description="Precision of the Adam runs (float32: 3-4x faster, same curves). This line's "
+                            "dtype field: its losses are compared down to 1e-4, so bfloat16/float16 are not offered.")
+
+
+class ModelDevice(ExperimentConfig):
+    """Where the trained attention models (SA, TF, FLA, MHLA) run: cpu, cuda, cuda:N or auto. Part of the
+    run's identity: training on another device rounds differently."""
+
+    device: str = Field("auto", validate_default=True, description="Device of the trained attention models: cpu, "
+                        "cuda, cuda:N or auto (a GPU when present); the statistics-based SLA runs stay on the CPU.")
+
+    @field_validator("device")
+    @classmethod
+    def _resolve_device(cls, v: str, info: ValidationInfo) -> str:
+        from iclab.models._device import resolve_device
+        from iclab.runtime.errors import IclabError
+
+        if (info.context or {}).get("saved"):
+            return v
+        try:
+            return resolve_device(v)
+        except IclabError as err:
+            raise ValueError(str(err)) from None

@@ -49,7 +49,7 @@ from ..data import SuffStats, features, prompt_stream, sample_prompts, sufficien
 from ..models import ARCHITECTURES, build_model
 from ..spinglass import SpinGlass
 from ..train import SCHEDULES, train_architecture, train_quadratic
-from ._settings import AdamSettings, AmpSettings
+from ._settings import AdamSettings, AmpSettings, ModelDevice
 
 LINEAR = ("sla", "fla", "mhla")
 MINIBATCH = ("sa", "tf")
@@ -89,7 +89,7 @@ RIDGE_TOL = 0.02  # SLA's Adam end point vs its exact stationary point (ridge, l
 QUICK_BUDGET_S = 150  # the quick preset's compute CPU time on one core
 
 
-class FigS8Config(AmpSettings, AdamSettings):
+class FigS8Config(AmpSettings, AdamSettings, ModelDevice):
     D: int = Field(20, gt=0, description="Input dimension D.")
     Ns: IncreasingPositiveInts = Field([20 * k for k in range(1, 11)],
                                        description="Prompt lengths N (as the saved Fig. 4b data: 20, 40, ..., 200).")
@@ -173,6 +173,7 @@ def train_linear(arch: str, cfg: FigS8Config, data, test, key: tuple[int, int]) 
         steps, train, test_loss = out.epochs, out.train_loss[0], out.test_loss[0]
     else:
         model = build_model(arch, cfg.D, generator=make_gen(cfg.seed, "init", arch, *key), n_heads=cfg.n_heads)
+        model = model.to(cfg.device)
         out = train_architecture(model, (Z, y), (Zt, yt), epochs=cfg.epochs, lr=cfg.lr,
                                  weight_decay=cfg.weight_decay, record_every=every)
         steps, train, test_loss = out.epochs, out.train_loss, out.test_loss
@@ -190,7 +191,7 @@ def train_minibatch(arch: str, cfg: FigS8Config, data, test, key: tuple[int, int
     kw = {"n_heads": cfg.n_heads, "d_model": cfg.d_model, "n_layers": cfg.n_layers}
 
     def run(passes: int, every: int):
-        model = build_model(arch, cfg.D, generator=make_gen(cfg.seed, "init", arch, *key), **kw)
+        model = build_model(arch, cfg.D, generator=make_gen(cfg.seed, "init", arch, *key), **kw).to(cfg.device)
         return train_architecture(model, (Z, y), (Zt, yt), epochs=passes, lr=lr, weight_decay=cfg.weight_decay,
                                   batch_size=cfg.batch_size, schedule=cfg.schedule, warmup=cfg.warmup,
                                   generator=make_gen(cfg.seed, "batches", arch, *key),

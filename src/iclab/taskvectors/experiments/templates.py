@@ -111,7 +111,7 @@ def figures(cfg: TemplatesConfig, res: Results, ctx: RunContext) -> None:
         for i, status in enumerate(sub["status"]):
             if status != "ok":
                 ax.text(i, 0.02, "skipped", rotation=90, ha="center", va="bottom", fontsize=6, color="grey")
-        ax.set_xticks(idx, [t.split("_", 1)[1] for t in task_names], rotation=60, ha="right", fontsize=6)
+        ax.set_xticks(idx, [t.split("_", 1)[-1] for t in task_names], rotation=60, ha="right", fontsize=6)
         ax.set(ylim=(0, 1.05), title=f"{name}: {get_template(name).demo!r}")
     axes[0, 0].set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=6)

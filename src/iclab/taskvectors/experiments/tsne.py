@@ -117,7 +117,7 @@ def figures(cfg: TsneConfig, res: Results, ctx: RunContext) -> None:
     cmap = matplotlib.colormaps["tab20"]
     for j, task in enumerate(tasks):
         pts = emb[labels == task]
-        ax.scatter(pts[:, 0], pts[:, 1], s=9, color=cmap(j % 20), label=task.split("_", 1)[1])
+        ax.scatter(pts[:, 0], pts[:, 1], s=9, color=cmap(j % 20), label=task.split("_", 1)[-1])
     ax.set(xticks=[], yticks=[], title=f"{cfg.model}: θ at layer {int(sm['layer'])}, k={cfg.k}, "
                                        f"{int(sm['n_vectors']) // len(tasks)} per task")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
@@ -134,7 +134,7 @@ def figures(cfg: TsneConfig, res: Results, ctx: RunContext) -> None:
         iu = np.triu_indices(int(own.sum()), 1)
         ax.hist(D[np.ix_(own, own)][iu], bins=bins, density=True, alpha=0.6, label="within")
         ax.hist(D[np.ix_(own, ~own)].ravel(), bins=bins, density=True, alpha=0.6, label="between")
-        ax.set_title(task.split("_", 1)[1], fontsize=7)
+        ax.set_title(task.split("_", 1)[-1], fontsize=7)
         ax.tick_params(labelsize=6)
     for j in range(len(tasks), nrows * ncols):
         axes[j // ncols, j % ncols].set_visible(False)

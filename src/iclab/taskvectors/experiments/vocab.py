@@ -162,7 +162,7 @@ def figures(cfg: VocabConfig, res: Results, ctx: RunContext) -> None:
     for j, (col, label) in enumerate([("hits_theta_later", "θ"), ("hits_zero_shot_later", "zero-shot"),
                                       ("hits_other_tasks_later", "other tasks' θ")]):  # fmt: skip
         ax.bar(idx + (j - 1) * w, df[col].fillna(0), w, label=label, color=f"C{j}")
-    ax.set_xticks(idx, [t.split("_", 1)[1] for t in df["task"]], rotation=60, ha="right", fontsize=6)
+    ax.set_xticks(idx, [t.split("_", 1)[-1] for t in df["task"]], rotation=60, ha="right", fontsize=6)
     ax.set(ylabel=f"hits at the dev layer + {cfg.layer_offset}", ylim=(0, 1.02),
            title=f"per task, dev layer + {cfg.layer_offset}")
     ax.legend(fontsize=6)

@@ -1,0 +1,96 @@
+"""`iclab doctor` on tiny random models of every family it knows, and on architectures it cannot map."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from iclab.models import TINY_FAMILIES, architecture_map, diagnose, load_model, save_tiny
+
+from .tiny import tiny_lm
+
+
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_every_check_passes_on_each_family(family):
+    checks = diagnose(load_model(f"tiny:{family}"))
+    assert [c.name for c in checks if not c.passed] == [], [(c.name, c.detail) for c in checks]
+
+
+def test_families_cover_the_variants_the_issue_names():
+    assert len(TINY_FAMILIES) >= 12
+    kinds = {f: type(load_model(f"tiny:{f}").model).__name__ for f in ("llama", "gptj", "gpt2")}
+    assert kinds == {"llama": "LlamaForCausalLM", "gptj": "GPTJForCausalLM", "gpt2": "GPT2LMHeadModel"}
+    llama = load_model("tiny:llama").model.config
+    assert llama.num_key_value_heads < llama.num_attention_heads  # grouped-query attention
+    assert load_model("tiny:gpt_neox").model.config.use_parallel_residual  # parallel attention/MLP
+
+
+def test_bfloat16_on_cpu_passes():
+    checks = diagnose(load_model("tiny:llama", dtype="bfloat16"))
+    assert all(c.passed for c in checks), [(c.name, c.detail) for c in checks if not c.passed]
+
+
+class _Renamed(nn.Module):
+    """A Llama whose blocks live under an unknown name: only the longest-ModuleList guess finds them."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.stack = inner.model.layers
+        del inner.model.layers
+        inner.model.layers = nn.ModuleList()  # noqa: the known path now holds nothing
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+
+def test_unmapped_blocks_fail_the_doctor(capsys):
+    lm = tiny_lm("llama")
+    lm.model = _Renamed(lm.model)
+    amap = architecture_map(lm.model)
+    assert not amap.blocks_by_name and amap.blocks == "stack"
+    checks = {c.name: c for c in diagnose(lm)}
+    assert not checks["decoder blocks found by name"].passed
+    assert "guessing" in checks["decoder blocks found by name"].detail
+
+
+def test_unknown_attention_projection_fails_head_checks():
+    lm = tiny_lm("llama")
+    for block in lm.model.model.layers:
+        block.self_attn.out = block.self_attn.o_proj
+        del block.self_attn.o_proj
+    checks = {c.name: c for c in diagnose(lm)}
+    assert not checks["attention output projection found by name"].passed
+    assert not checks["per-head outputs sum to the attention output"].passed
+
+
+def test_cli_on_a_local_directory(tmp_path):
+    path = save_tiny("qwen2", tmp_path / "m")
+    out = subprocess.run([sys.executable, "-m", "iclab", "doctor", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "9 of 9 checks passed" in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["tiny:llama", "--device", "tpu"], "device 'tpu' is not known"),
+    (["tiny:llama", "--device", "cuda:0"], "no CUDA GPU" if not torch.cuda.is_available() else "GPU"),
+    (["tiny:llama", "--dtype", "int8"], "dtype 'int8' is not supported"),
+    (["/nonexistent/model"], "not a bundled model"),
+])
+def test_cli_bad_input_is_one_line(args, message):
+    if "cuda:0" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present: cuda:0 is valid here")
+    out = subprocess.run([sys.executable, "-m", "iclab", "doctor", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_unknown_architecture_directory_is_one_line(tmp_path):
+    path = save_tiny("llama", tmp_path / "m")
+    cfg = (path / "config.json").read_text().replace('"model_type": "llama"', '"model_type": "nosuchfamily"')
+    (path / "config.json").write_text(cfg)
+    out = subprocess.run([sys.executable, "-m", "iclab", "doctor", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
