@@ -265,3 +265,15 @@ def assert_page_ok(driver, where: str) -> None:
     assert not broken, f"{where}: images not loaded: {broken}"
     severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, f"{where}: {severe}"
+
+
+@pytest.mark.skipif(not os.environ.get("ICLAB_SITE_RUNS"), reason="set ICLAB_SITE_RUNS=<runs dir> to crawl a real store")
+def test_crawl_a_real_store(driver, tmp_path):
+    """Every page and image of the site over a real store (e.g. after `iclab reproduce --quick`)."""
+    runs = Path(os.environ["ICLAB_SITE_RUNS"])
+    site = build_site(runs, tmp_path / "site").parent
+    with serve(site) as server:
+        pages, files, images = check_site(driver, server)
+    thumbs = {i for i in images if "/thumbs/" in i}
+    print(f"crawled {len(pages)} pages, {len(files)} linked files, {len(images)} images ({len(thumbs)} thumbnails)")
+    assert {f"{line}/index.html" for line in LINES} <= pages and thumbs

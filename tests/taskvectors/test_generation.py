@@ -144,3 +144,48 @@ def test_full_scoring_end_to_end_keeps_whole_answers(lm, tmp_path):
     assert any(len(p.strip()) > 1 for p in preds)  # whole generations, not first tokens
     for r in res.records:  # the score is exact match of the first line
         assert r["correct"] == (r["prediction"].split("\n")[0].strip() == r["gold"].strip())
+
+
+def test_first_token_scoring_keeps_the_writing_of_unfiltered_tasks(lm):
+    """The knowledge tasks (no single-token filter) are written as before under first-token scoring, so the
+    library's first-token results do not change; full scoring may choose the paper's spaced writing."""
+    from iclab.taskvectors.tasks import get_task
+
+    task = get_task("knowledge_country_capital")
+    first = prepare_task(task, lm.tokenizer, get_template("paper"), scoring="first-token")
+    assert not first.leading_space and first.pairs == task.pairs
+    full = prepare_task(task, lm.tokenizer, get_template("paper"), scoring="full")
+    assert len(full.pairs) == len(task.pairs) and full.max_new_tokens > 1
+
+
+def test_a_sweep_that_stops_hopeless_rows_scores_the_same(lm):
+    """The dev sweep stops a row once it cannot match its answer: every row that could still match, or did,
+    is decoded exactly as without the cut, so the accuracy of every layer is unchanged."""
+    from iclab.taskvectors.scoring import could_still_match
+
+    runner = TaskVectorRunner(lm, batch_size=4)
+    g = torch.Generator().manual_seed(2)
+    thetas = 4 * torch.randn(len(PROMPTS), runner.n_layers, lm.model.config.hidden_size, generator=g)
+    full = runner.sweep_patched(PROMPTS, thetas, range(runner.n_layers), max_new_tokens=4)
+    texts = [[runner.decode(full[i, l][None])[0] for l in range(runner.n_layers)] for i in range(len(PROMPTS))]
+    answers = [(texts[i][0].split("\n")[0].strip(),) for i in range(len(PROMPTS))]  # layer 0's answer is "gold"
+    runner.tokens = 0
+    cut = runner.sweep_patched(PROMPTS, thetas, range(runner.n_layers), max_new_tokens=4,
+                               viable=lambda i, t: could_still_match(t, answers[i]))
+    for i in range(len(PROMPTS)):
+        for l in range(runner.n_layers):
+            right = texts[i][l].split("\n")[0].strip() in answers[i]
+            got = runner.decode(cut[i, l][None])[0]
+            assert (got.split("\n")[0].strip() in answers[i]) == right
+            if right:
+                assert got == texts[i][l]
+
+
+def test_could_still_match():
+    from iclab.taskvectors.scoring import could_still_match
+
+    assert could_still_match(" big", ("bigger",)) and could_still_match("  ", ("bigger",))
+    assert could_still_match(" bigger", ("bigger",)) and could_still_match(" bigger ", ("bigger",))
+    assert not could_still_match(" bog", ("bigger",)) and not could_still_match(" bigger x", ("bigger",))
+    assert could_still_match(" bigger\nexample", ("bigger",)) and not could_still_match(" big\n", ("bigger",))
+    assert could_still_match("caf\ufffd", ("café",))

@@ -12,7 +12,7 @@ from iclab.runtime.seeding import make_rng
 from .episodes import Episode, sample_episodes, split_queries
 from .method import TaskVectorRunner
 from .prompts import PreparedTask, Template
-from .scoring import is_correct
+from .scoring import acceptable, could_still_match, is_correct
 
 
 def extract_thetas(runner: TaskVectorRunner, template: Template, episodes: list[Episode]) -> torch.Tensor:
@@ -79,8 +79,10 @@ def dev_layer_curve(runner: TaskVectorRunner, prepared: PreparedTask, template: 
     """Task-vector accuracy on `episodes` with θ patched at each layer: (n_layers,)."""
     thetas = extract_thetas(runner, template, episodes)
     queries = [template.query(e.query) for e in episodes]
+    answers = [acceptable(prepared, e.item) for e in episodes]
     sweep = runner.sweep_patched(queries, thetas, range(runner.n_layers), mode=mode,
-                                 max_new_tokens=prepared.max_new_tokens)  # (N, L) or (N, L, n)
+                                 max_new_tokens=prepared.max_new_tokens,  # (N, L) or (N, L, n)
+                                 viable=lambda i, text: could_still_match(text, answers[i]))
     return np.stack([_score(runner, prepared, episodes, sweep[:, l])[0] for l in range(runner.n_layers)], 1).mean(0)
 
 

@@ -90,21 +90,43 @@ class TaskVectorRunner:
             out.append(self._line_end[t])
         return torch.tensor(out, dtype=torch.bool)
 
-    def _decode_on(self, first: torch.Tensor, cache, mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    def _decode_on(self, first: torch.Tensor, cache, mask: torch.Tensor, max_new_tokens: int,
+                   viable: Callable[[int, str], bool] | None = None) -> torch.Tensor:
         """Greedy decoding after the first token (R,), from the cache of everything before it:
-        (R, max_new_tokens), rows padded after their line ends."""
-        out = [first]
-        done, tok = self._ends(first), first
-        while len(out) < max_new_tokens and not bool(done.all()):
-            mask = torch.cat([mask, torch.ones(len(tok), 1, dtype=mask.dtype)], 1)
-            step = Batch(tok[:, None], mask)
-            logits, cache = forward_last(self.model, step, past_key_values=cache, use_cache=True)
-            self._count(step, n_new=1)
-            tok = torch.where(done, self.pad_id, logits.argmax(-1).cpu())
-            out.append(tok)
-            done |= self._ends(tok)
-        pad = torch.full((len(first), max_new_tokens - len(out)), self.pad_id, dtype=torch.long)
-        return torch.cat([torch.stack(out, 1), pad], 1)
+        (R, max_new_tokens), rows padded after their line ends. Finished rows leave the batch (their
+        cache rows are dropped), so each step runs only the rows still decoding. `viable(r, text)`, if
+        given, may also stop row r early once its text can no longer be scored correct."""
+        R = len(first)
+        out = torch.full((R, max_new_tokens), self.pad_id, dtype=torch.long)
+        out[:, 0] = first
+        live = ~self._ends(first)
+        if viable is not None:
+            live &= self._viable(viable, torch.arange(R), out[:, :1])
+        rows = live.nonzero().squeeze(1)  # (A,) rows still decoding, in the order of the cache's rows
+        if len(rows) < R:
+            cache.batch_select_indices(rows.to(_cache_device(cache)))
+        mask, tok = mask[rows], first[rows]
+        for step in range(1, max_new_tokens):
+            if len(rows) == 0:
+                break
+            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], 1)
+            batch = Batch(tok[:, None], mask)
+            logits, cache = forward_last(self.model, batch, past_key_values=cache, use_cache=True)
+            self._count(batch, n_new=1)
+            tok = logits.argmax(-1).cpu()
+            out[rows, step] = tok
+            keep = ~self._ends(tok)
+            if viable is not None:
+                keep &= self._viable(viable, rows, out[rows, : step + 1])
+            if not bool(keep.all()):
+                idx = keep.nonzero().squeeze(1)
+                cache.batch_select_indices(idx.to(_cache_device(cache)))
+                rows, mask, tok = rows[idx], mask[idx], tok[idx]
+        return out
+
+    def _viable(self, viable: Callable[[int, str], bool], rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        texts = self.decode(tokens) if tokens.shape[1] > 1 else self.decode(tokens[:, 0])
+        return torch.tensor([viable(int(r), t) for r, t in zip(rows, texts)], dtype=torch.bool)
 
     @torch.no_grad()
     def predict(self, prompts: Sequence[str], max_new_tokens: int = 1) -> torch.Tensor:
@@ -154,14 +176,17 @@ class TaskVectorRunner:
 
     @torch.no_grad()
     def sweep_patched(self, prompts: Sequence[str], thetas: torch.Tensor, layers: Sequence[int],
-                      mode: str = "replace", alpha: float = 1.0, max_new_tokens: int = 1) -> torch.Tensor:
+                      mode: str = "replace", alpha: float = 1.0, max_new_tokens: int = 1,
+                      viable: Callable[[int, str], bool] | None = None) -> torch.Tensor:
         """Patched predictions for every layer in `layers`: (N, len(layers)) token ids, or
         (N, len(layers), max_new_tokens) whole answers.
 
         The prompts' prefixes (all but the last token) run once with a KV cache; the cache is then
         repeated once per layer and only the last token runs, with row (i, l) patched at layer l.
         Causal attention means the prefix never sees the patched last token, so this equals
-        rerunning the whole prompt per layer (tested). Whole answers decode on from each row's cache.
+        rerunning the whole prompt per layer (tested). Whole answers decode on from each row's cache;
+        `viable(i, text)` (prompt i's answer so far) lets a row stop once it cannot be scored correct, which
+        is all a sweep needs (its tokens after that point are padding).
         """
         n_layers = len(layers)
         layer_t = torch.as_tensor(list(layers))
@@ -181,8 +206,9 @@ class TaskVectorRunner:
                 logits, cache = forward_last(self.model, last, past_key_values=cache, use_cache=max_new_tokens > 1)
             self._count(last, n_new=1)
             first = logits.argmax(-1).cpu()  # (B*L,)
+            keep = None if viable is None else (lambda r, text: viable(idx[r // n_layers], text))
             tokens = first[:, None] if max_new_tokens == 1 else \
-                self._decode_on(first, cache, last.attention_mask, max_new_tokens)
+                self._decode_on(first, cache, last.attention_mask, max_new_tokens, keep)
             out[idx] = tokens.reshape(len(idx), n_layers, max_new_tokens)
 
         self._each_batch(prompts, run, size=lambda: max(1, self.batch_size * 8 // n_layers))  # episodes per batch
@@ -194,3 +220,10 @@ class TaskVectorRunner:
         """The reference sweep: the whole query prompt once per layer (for tests and the benchmark)."""
         return torch.stack([self.predict_patched(prompts, thetas[:, l], l, max_new_tokens=max_new_tokens)
                             for l in layers], dim=1)
+
+
+def _cache_device(cache) -> torch.device:
+    """Where a KV cache's first layer lives (its row selection runs there)."""
+    layer = cache.layers[0] if hasattr(cache, "layers") else None
+    keys = getattr(layer, "keys", None)
+    return keys.device if keys is not None else torch.device("cpu")

@@ -128,12 +128,14 @@ def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10,
 
 
 def _unfiltered(task: Task, tokenizer, template: Template, scoring: str, warn: Callable[[str], None] | None) -> PreparedTask:
-    """Every pair, written plain or with a leading space (" x" -> " y") as the paper's code chooses for a
-    template with no space before the answer (spaced, unless that leaves under 70% as many one-token
-    answers); with the answer lengths for the decoding bound and the warning."""
+    """Every pair; under `full` scoring written plain or with a leading space (" x" -> " y") as the paper's
+    code chooses for a template with no space before the answer (spaced, unless that leaves under 70% as
+    many one-token answers); with the answer lengths for the decoding bound and the warning."""
     plain = list(task.pairs)
     use_space = False
-    if not template.answer_space and tokenizer is not None:  # the paper's choice of writing, without its filter
+    # Under full scoring, the paper's choice of writing (without its filter); first-token scoring of an
+    # unfiltered task (the knowledge tasks, task files) keeps the plain writing it always had.
+    if scoring == "full" and not template.answer_space and tokenizer is not None:
         spaced = [(" " + x, " " + y) for x, y in plain]
         use_space = sum(single_token_mask(tokenizer, template, spaced)) >= 0.7 * sum(
             single_token_mask(tokenizer, template, plain))

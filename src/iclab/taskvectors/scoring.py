@@ -28,3 +28,22 @@ def is_correct(prediction: str, prepared: PreparedTask, item: int, scoring: str 
     if task.comparator == "prefix" and scoring == "first-token":  # the first token of "Paris" is "Par"
         return bool(pred) and bool(gold) and (gold.startswith(pred) or pred.startswith(gold))
     return pred == gold
+
+
+def acceptable(prepared: PreparedTask, item: int) -> tuple[str, ...]:
+    """Every answer full scoring accepts for pair `item`: the gold one, and for synonym tasks every listed one."""
+    gold = prepared.pairs[item][1].strip()
+    if prepared.task.comparator == "synonym":
+        return (gold, *prepared.task.alternatives.get(prepared.originals[item], ()))
+    return (gold,)
+
+
+def could_still_match(text: str, answers: tuple[str, ...]) -> bool:
+    """Whether a generation that so far reads `text` can still end as one of `answers` under full scoring
+    (its first line, stripped, equal to one of them). A partly decoded character ('\\ufffd') keeps it going."""
+    if "\ufffd" in text:
+        return True
+    if "\n" in text:
+        return clean_prediction(text) in answers
+    s = text.lstrip()
+    return any(a.startswith(s) or a == s.rstrip() for a in answers)
