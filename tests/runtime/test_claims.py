@@ -155,3 +155,20 @@ def test_redraw_refuses_unfinished_and_old_runs(tmp_path):
     with pytest.raises(IclabError, match=r"older iclab \(run format 1.*iclab run test.toy --force") as e:
         redraw(old)
     assert "\n" not in str(e.value)
+
+
+def test_a_hint_can_neither_confirm_nor_refute_a_paper_claim():
+    """An estimate on one training seed (its interval covers prompts, not training) leaves paper claims
+    inconclusive, inside or outside the tolerance; checks of our own are judged as usual."""
+    import dataclasses
+
+    inside = Estimate(0.9, 0.88, 0.92, n=100, method="95% bootstrap over 100 episodes of one training seed")
+    outside = Estimate(0.2, 0.18, 0.22, n=100, method=inside.method)
+    for est, plain in ((inside, "reproduced"), (outside, "differs")):
+        claim = Claim("x", "paper-shape", "ICL emerges", est, source="abstract", expect=(">", 0.5))
+        assert claim.verdict == plain
+        hinted = dataclasses.replace(claim, ours=dataclasses.replace(est, hint=True))
+        assert hinted.verdict == "inconclusive"
+        assert Claim.from_dict(hinted.to_dict()).verdict == "inconclusive"  # survives the round trip
+    sanity = Claim("y", "sanity", "(ours) a check", dataclasses.replace(inside, hint=True), expect=(">", 0.5))
+    assert sanity.verdict == "holds"

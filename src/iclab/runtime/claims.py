@@ -12,6 +12,10 @@ says whether the claim holds: `judge` decides, from the numbers alone:
     interval straddles its border   -> inconclusive
     no tolerance (engineering only) -> reported
 
+An estimate marked `hint` rests on a single unit of the variation that matters (one training seed:
+its interval covers the prompts, not the training) and can neither confirm nor refute a paper claim:
+its paper claims are inconclusive whatever the interval says.
+
 The four kinds keep apart what a reviewer counts as reproduction (`paper-value`, `paper-shape`)
 from checks of our own code (`sanity`) and sizes and speed (`engineering`).
 """
@@ -51,6 +55,7 @@ class Estimate:
     hi: float | None = None
     n: int = 1
     method: str = "one value, no interval"
+    hint: bool = False  # one training seed (or run) of what varies most: paper claims on it stay inconclusive
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", _float(self.value))
@@ -239,6 +244,8 @@ def judge(claim: Claim) -> str:
     region = claim.region
     if region is None:
         return "reported"
+    if claim.ours.hint and claim.kind in ("paper-value", "paper-shape"):
+        return straddles  # one seed is a hint, not a result
     lo, hi = claim.ours.interval
     if not (math.isfinite(claim.ours.value) and not math.isnan(lo) and not math.isnan(hi)):
         return straddles  # no estimate: nothing can be concluded

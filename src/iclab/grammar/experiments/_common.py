@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -218,13 +219,15 @@ def key(*parts: Any) -> str:
 def over_seeds(samples: Sequence[tuple[np.ndarray, ...]], statistic: Callable[..., float]) -> Estimate:
     """A statistic of per-episode arrays, judged over training seeds: `samples` holds one tuple of
     arrays per seed. Two or more seeds: the mean of the per-seed statistic with its t-interval over
-    seeds. One seed: the statistic with a paired bootstrap interval over that seed's episodes (the
-    estimate's method says it is one training seed)."""
+    seeds. One seed: the statistic with a paired bootstrap interval over that seed's episodes, marked a
+    hint (its method says it is one training seed, and a paper claim on it is judged inconclusive)."""
     if len(samples) >= 2:
         return Estimate.mean([statistic(*s) for s in samples], unit="training seeds")
     if not np.isfinite(statistic(*samples[0])):  # e.g. a ratio over zero accuracy: nothing to resample
         return Estimate(float("nan"), n=0, method="undefined on these episodes (one training seed)")
-    return Estimate.bootstrap(*samples[0], statistic=statistic, unit="episodes of one training seed")
+    # the headline claims are judged over training seeds: one seed is a hint, and its paper claims stay inconclusive
+    return replace(Estimate.bootstrap(*samples[0], statistic=statistic, unit="episodes of one training seed"),
+                   hint=True)
 
 
 def mean_and_bars(values: Sequence[float]) -> tuple[float, float, float]:
