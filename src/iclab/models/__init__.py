@@ -17,6 +17,7 @@ from ._architecture import (ArchitectureMap, architecture_map, attention_out, de
                             residual_to_logits, split_heads_output)
 from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype
 from ._doctor import Check, diagnose
+from ._heads import HeadRecording, head_contribution, patch_heads, record_heads
 from ._forward import Batch, encode, forward_last
 from ._hooks import Patch, Recording, patch_residual, record_residual
 from ._loading import BUNDLED_MODELS, BundledModel, LoadedModel, cache_dir, load_model, prepare_tokenizer
@@ -28,12 +29,16 @@ __all__ = [
     "ArchitectureMap",
     "BUNDLED_MODELS",
     "Check",
+    "HeadRecording",
     "DTYPES",
     "DeviceConfig",
     "TINY_FAMILIES",
     "architecture_map",
     "attention_out",
     "diagnose",
+    "head_contribution",
+    "patch_heads",
+    "record_heads",
     "input_device",
     "resolve_device",
     "resolve_dtype",
