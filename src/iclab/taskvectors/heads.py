@@ -93,9 +93,11 @@ def _copy(cache):
 
 @torch.no_grad()
 def indirect_effects_naive(runner: TaskVectorRunner, prompts: Sequence[str], answers: torch.Tensor,
-                           means: torch.Tensor) -> torch.Tensor:
-    """The reference: the whole prompt once unpatched and once per (layer, head). (P, n_layers, n_heads)."""
-    n_layers, n_heads, _ = _geometry(runner.model)
+                           means: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
+    """The reference: the whole prompt once unpatched and once per (layer, head), for the first `n_layers`
+    layers (default all). (P, n_layers, n_heads)."""
+    all_layers, n_heads, _ = _geometry(runner.model)
+    n_layers = all_layers if n_layers is None else n_layers
     out = torch.empty(len(prompts), n_layers, n_heads)
 
     def run(idx: list[int], batch: Batch) -> None:
