@@ -102,7 +102,7 @@ def test_out_of_memory_halves_the_batch(lm, monkeypatch, capsys):
     assert torch.equal(runner.predict(PROMPTS, max_new_tokens=3), clean)
     assert runner.batch_size == 1
     err = capsys.readouterr().err
-    assert err.count("out of memory") == 2  # 4 -> 2 -> 1, one line each
+    assert err.count("out of memory") == 1  # 4 -> 2 -> 1, said once
 
 
 def test_out_of_memory_on_one_prompt_is_a_clear_error(lm, monkeypatch):

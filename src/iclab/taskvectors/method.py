@@ -32,6 +32,7 @@ class TaskVectorRunner:
     tokens: int = 0
     passes: int = 0
     _line_end: dict[int, bool] = field(default_factory=dict, repr=False)  # token id -> ends an answer
+    _oom_said: bool = field(default=False, repr=False)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -63,8 +64,10 @@ class TaskVectorRunner:
                                      "more GPUs (device=cuda spreads the model over all of them) or device=cpu") from None
                 torch.cuda.empty_cache()
                 self.batch_size = max(1, min(self.batch_size, len(idx) // 2))
-                print(f"iclab: CUDA out of memory at {len(idx)} prompts per batch; retrying with batch_size "
-                      f"{self.batch_size}", file=sys.stderr)
+                if not self._oom_said:  # said once; later halvings are silent
+                    self._oom_said = True
+                    print(f"iclab: CUDA out of memory at {len(idx)} prompts per batch; halving the batch until it "
+                          f"fits (now {self.batch_size})", file=sys.stderr)
                 continue
             todo = todo[bs:]
 
