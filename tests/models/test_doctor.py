@@ -94,3 +94,22 @@ def test_unknown_architecture_directory_is_one_line(tmp_path):
     (path / "config.json").write_text(cfg)
     out = subprocess.run([sys.executable, "-m", "iclab", "doctor", str(path)], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_model_split_and_offloaded_by_accelerate_passes(tmp_path):
+    """The hooks on a model dispatched by accelerate (`device_map`, one block offloaded to disk and loaded
+    only during its forward): the CPU stand-in for a model split across GPUs."""
+    from transformers import AutoModelForCausalLM
+
+    from iclab.models import LoadedModel, prepare_tokenizer, tiny_tokenizer
+
+    path = save_tiny("llama", tmp_path / "m")
+    placement = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+                 "model.layers.1": "disk", "model.layers.2": "cpu", "model.norm": "cpu", "lm_head": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(path, device_map=placement, offload_folder=str(tmp_path / "off"),
+                                                 dtype=torch.float32).eval()
+    assert hasattr(model.model.layers[1], "_hf_hook")  # accelerate's dispatch hook is really there
+    tok = tiny_tokenizer()
+    prepare_tokenizer(tok)
+    checks = diagnose(LoadedModel("split", model, tok, str(path)))
+    assert all(c.passed for c in checks), [(c.name, c.detail) for c in checks if not c.passed]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._architecture import architecture_map, attention_out, decoder_blocks, residual_to_logits, split_heads_output
+from ._architecture import architecture_map, attention_out, decoder_blocks, residual_to_logits
 from ._forward import Batch, forward_last
 from ._hooks import _hidden, patch_residual, record_residual
 from ._loading import LoadedModel
@@ -136,8 +136,8 @@ def check_patch_position(lm: LoadedModel) -> tuple[bool, str]:
 
 
 def check_head_sum(lm: LoadedModel) -> tuple[bool, str]:
-    """Each head's output through the attention output projection, summed (plus its bias), is the projection's
-    output: head-level interventions write exactly what the model computes."""
+    """Each head's output alone through the attention output projection (the others zeroed), summed (with the
+    bias once), is the projection's output: head-level interventions write exactly what the model computes."""
     amap = architecture_map(lm.model)
     if amap.attn_out is None or not amap.n_heads:
         return False, "no attention output projection or head count found"
@@ -145,14 +145,25 @@ def check_head_sum(lm: LoadedModel) -> tuple[bool, str]:
     for layer in range(amap.n_layers):
         proj = attention_out(lm.model, layer)
         got: dict[str, torch.Tensor] = {}
-        handle = proj.register_forward_hook(lambda m, args, out: got.update(x=args[0].detach(), y=out.detach()))
+
+        def hook(module, args, out):
+            if got:  # the calls below re-enter this hook
+                return
+            got["y"] = out.detach().float().cpu()
+            x = args[0].unflatten(-1, (amap.n_heads, -1))  # (B, T, H, d)
+            # Each head alone through the module itself (an offloaded projection loads its weights only
+            # when called), minus the bias every call adds: their sum must be the projection's output.
+            bias = module(torch.zeros_like(args[0])).detach().float().cpu()
+            total = sum(module((x * (torch.arange(amap.n_heads, device=x.device) == h)[:, None]).flatten(-2))
+                        .detach().float().cpu() - bias for h in range(amap.n_heads))
+            got["total"] = total + bias
+
+        handle = proj.register_forward_hook(hook)
         try:
             forward_last(lm.model, _batch(lm, PROMPTS))
         finally:
             handle.remove()
-        heads = split_heads_output(proj, got["x"].float(), amap.n_heads)  # (B, T, H, D)
-        total = heads.sum(-2) + (proj.bias.float() if getattr(proj, "bias", None) is not None else 0)
-        worst = max(worst, _rel(total, got["y"].float()))
+        worst = max(worst, _rel(got["total"], got["y"]))
     return worst <= TOLERANCE[_dtype(lm)], f"{amap.n_heads} heads per block; relative difference {worst:.1e}"
 
 

@@ -112,6 +112,11 @@ def head_contribution(model: nn.Module, layer: int, head: int, value: torch.Tens
     the projection applied to that slice alone, bias excluded. (D,)"""
     n_layers, n_heads, head_dim = _geometry(model)
     proj = attention_out(model, layer)
-    weight = proj.weight if isinstance(proj, nn.Linear) else proj.weight.T  # (D, H * d)
-    w = weight[:, head * head_dim:(head + 1) * head_dim]
-    return (w.float() @ value.to(w.device).float()).cpu()
+    # through the module itself (an offloaded projection loads its weights only when called), bias removed
+    dtype = next(proj.parameters()).dtype if any(True for _ in proj.parameters()) else torch.float32
+    x = torch.zeros(1, n_heads * head_dim, dtype=dtype)
+    x[0, head * head_dim:(head + 1) * head_dim] = value.to(dtype)
+    with torch.no_grad():
+        device = next((p.device for p in proj.parameters() if p.device.type != "meta"), torch.device("cpu"))
+        out = proj(x.to(device)) - proj(torch.zeros_like(x).to(device))
+    return out[0].float().cpu()
