@@ -254,7 +254,7 @@ def test_evaluate_task_picks_first_best_layer(lm, prepared, monkeypatch):
     answers = dict(prepared.pairs)
     wrong = lm.tokenizer.convert_tokens_to_ids("#")
 
-    def fake_sweep(prompts, thetas, layers, mode="replace", alpha=1.0, max_new_tokens=1):
+    def fake_sweep(prompts, thetas, layers, mode="replace", alpha=1.0, max_new_tokens=1, viable=None):
         assert thetas.shape == (len(prompts), lm.n_layers, lm.model.config.hidden_size)
         gold = torch.tensor([lm.tokenizer.convert_tokens_to_ids(answers[p[len("example:") : -2]]) for p in prompts])
         out = gold[:, None].repeat(1, len(layers))
