@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -12,6 +14,31 @@ def iclab(*args, tmp_path):
     env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "iclab", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def in_process(tmp_path, capsys, monkeypatch):
+    """`iclab ARGS` through the console script's `main` in this process, in tmp_path: a CompletedProcess-like
+    result. For the real experiments' one-line errors, which would otherwise pay a Python start-up and the
+    registry's imports per call (the subprocess tests here show the script itself)."""
+    from types import SimpleNamespace
+
+    from iclab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["iclab", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as done:
+            code = done.code or 0
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 def assert_one_line_error(proc, *fragments):
@@ -22,10 +49,19 @@ def assert_one_line_error(proc, *fragments):
         assert frag in lines[0], lines[0]
 
 
-def test_help_on_every_command(tmp_path):
-    for cmd in ["list", "show", "run", "sweep", "reproduce", "redraw", "tasks", "models"]:
-        proc = iclab(cmd, "--help", tmp_path=tmp_path)
-        assert proc.returncode == 0 and "Usage" in proc.stdout, cmd
+def test_help_on_every_command(tmp_path, capsys, monkeypatch):
+    """`iclab CMD --help` through the console script's `main`, in this process (one subprocess shows the
+    script itself works: the other tests here)."""
+    from iclab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    for cmd in ["list", "show", "run", "sweep", "reproduce", "redraw", "tasks", "models", "doctor"]:
+        monkeypatch.setattr(sys, "argv", ["iclab", cmd, "--help"])
+        try:
+            main()
+        except SystemExit as done:
+            assert not done.code, (cmd, done.code)
+        assert "Usage" in capsys.readouterr().out, cmd
 
 
 def test_unknown_experiment(tmp_path):
@@ -63,12 +99,12 @@ def test_run_then_skip_then_sweep(tmp_path):
                           "unknown sweep backend")
 
 
-def test_bad_input_on_a_real_experiment(tmp_path):
+def test_bad_input_on_a_real_experiment(tmp_path, in_process):
     """The issue's list: unknown name, negative D, P = 0 -- one line each, nothing written."""
-    assert_one_line_error(iclab("run", "spinglass.fig4", tmp_path=tmp_path), "unknown experiment")
-    assert_one_line_error(iclab("run", "spinglass.fig4b", "--set", "D=-3", tmp_path=tmp_path), "field 'D'")
-    assert_one_line_error(iclab("run", "spinglass.fig4b", "--set", "P_train=0", tmp_path=tmp_path), "field 'P_train'")
-    assert_one_line_error(iclab("run", "spinglass.fig1", "--set", "P=0", tmp_path=tmp_path), "field 'P'")
+    assert_one_line_error(in_process("run", "spinglass.fig4"), "unknown experiment")
+    assert_one_line_error(in_process("run", "spinglass.fig4b", "--set", "D=-3"), "field 'D'")
+    assert_one_line_error(in_process("run", "spinglass.fig4b", "--set", "P_train=0"), "field 'P_train'")
+    assert_one_line_error(in_process("run", "spinglass.fig1", "--set", "P=0"), "field 'P'")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
@@ -84,16 +120,17 @@ def test_config_fields_as_options(tmp_path):
     assert_one_line_error(iclab("run", "test.toy", "stray", tmp_path=tmp_path), "unexpected argument 'stray'")
 
 
-def test_task_vector_bad_input_fails_before_loading_anything(tmp_path):
+def test_task_vector_bad_input_fails_before_loading_anything(tmp_path, in_process):
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": ')
     run = ("run", "taskvectors.main")
-    assert_one_line_error(iclab(*run, "--model", "gpt-17", tmp_path=tmp_path), "field 'model'", "not a bundled model")
-    assert_one_line_error(iclab(*run, "--tasks", "knowledge_person_language", tmp_path=tmp_path),
-                          "field 'tasks'", "knowledge_person_sport")
-    assert_one_line_error(iclab(*run, "--tasks", "to_uper", tmp_path=tmp_path), "field 'tasks'", "unknown task")
-    assert_one_line_error(iclab(*run, "--tasks", str(bad), tmp_path=tmp_path), "field 'tasks'", "invalid JSON")
-    assert_one_line_error(iclab(*run, "--template", "chat", tmp_path=tmp_path), "field 'template'")
+    assert_one_line_error(in_process(*run, "--model", "gpt-17"), "field 'model'", "not a bundled model")
+    assert_one_line_error(in_process(*run, "--tasks", "knowledge_person_language"), "field 'tasks'",
+                          "knowledge_person_sport")
+    assert_one_line_error(in_process(*run, "--tasks", "to_uper"), "field 'tasks'", "unknown task")
+    assert_one_line_error(in_process(*run, "--tasks", str(bad)), "field 'tasks'", "invalid JSON")
+    assert_one_line_error(in_process(*run, "--template", "chat"), "field 'template'")
+    assert_one_line_error(in_process(*run, "--device", "tpu"), "field 'device'", "is not known")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 

@@ -62,7 +62,7 @@ def test_whole_answers_on_a_multi_token_task(lm):
     task = load_task_file(UPPER_WORDS)
     prepared = prepare_task(task, lm.tokenizer, template, scoring="full")
     assert prepared.n_multi_token >= 40 and prepared.max_new_tokens >= 4
-    res = evaluate_task(TaskVectorRunner(lm), prepared, template, seed=0, n_dev=16, n_test=16, n_baseline=16)
+    res = evaluate_task(TaskVectorRunner(lm), prepared, template, seed=0, n_dev=6, n_test=16, n_baseline=8)
     assert res.icl >= 0.5 and res.baseline == 0, res.row()
     multi = [r for r in res.records if r["split"] == "test" and r["condition"] == "icl"
              and len(lm.tokenizer(r["gold"], add_special_tokens=False)["input_ids"]) > 1]

@@ -48,6 +48,17 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
     return DTYPES[str(name)]
 
 
+def validate_device(v: str, info: ValidationInfo) -> str:
+    """A config's `device` field: resolved and checked against this machine, except in a finished run's
+    config read back (`context={"saved": True}`), which keeps the device it ran on."""
+    if (info.context or {}).get("saved"):
+        return v
+    try:
+        return resolve_device(v)
+    except IclabError as err:
+        raise ValueError(str(err)) from None
+
+
 def input_device(model: torch.nn.Module) -> torch.device:
     """Where a model's inputs go: its input embedding's device (the first GPU of a model split by
     `device_map`)."""
@@ -72,12 +83,7 @@ class DeviceConfig(ExperimentConfig):
     @field_validator("device")
     @classmethod
     def _resolve_device(cls, v: str, info: ValidationInfo) -> str:
-        if (info.context or {}).get("saved"):  # a finished run's config, read back on another machine
-            return v
-        try:
-            return resolve_device(v)
-        except IclabError as err:
-            raise ValueError(str(err)) from None
+        return validate_device(v, info)
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -47,12 +47,6 @@ class ModelDevice(ExperimentConfig):
     @field_validator("device")
     @classmethod
     def _resolve_device(cls, v: str, info: ValidationInfo) -> str:
-        from iclab.models._device import resolve_device
-        from iclab.runtime.errors import IclabError
+        from iclab.models._device import validate_device
 
-        if (info.context or {}).get("saved"):
-            return v
-        try:
-            return resolve_device(v)
-        except IclabError as err:
-            raise ValueError(str(err)) from None
+        return validate_device(v, info)
