@@ -14,10 +14,10 @@ causal LMs trained from scratch on a token corpus.
 """
 
 from ._architecture import (ArchitectureMap, architecture_map, attention_out, decoder_blocks, final_norm,
-                            residual_to_logits, split_heads_output)
+                            residual_to_logits)
 from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype
 from ._doctor import Check, diagnose
-from ._heads import HeadRecording, head_contribution, patch_heads, record_heads
+from ._heads import HeadRecording, head_contribution, head_geometry, patch_heads, record_heads
 from ._forward import Batch, encode, forward_last
 from ._hooks import Patch, Recording, patch_residual, record_residual
 from ._loading import BUNDLED_MODELS, BundledModel, LoadedModel, cache_dir, load_model, prepare_tokenizer
@@ -37,13 +37,13 @@ __all__ = [
     "attention_out",
     "diagnose",
     "head_contribution",
+    "head_geometry",
     "patch_heads",
     "record_heads",
     "input_device",
     "resolve_device",
     "resolve_dtype",
     "save_tiny",
-    "split_heads_output",
     "tiny_model",
     "tiny_tokenizer",
     "Batch",

@@ -124,16 +124,6 @@ def attention_out(model: nn.Module, layer: int) -> nn.Module:
     return _get(decoder_blocks(model)[layer], amap.attn_out)
 
 
-def split_heads_output(proj: nn.Module, inputs: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Each head's contribution to the projection's output: (..., n_heads * d_head) -> (..., n_heads, D_out).
-
-    Summed over heads, plus the projection's bias, it is the projection's output."""
-    weight = proj.weight if isinstance(proj, nn.Linear) else proj.weight.T  # (D_out, n_heads * d_head)
-    x = inputs.unflatten(-1, (n_heads, -1))  # (..., H, d_head)
-    w = weight.unflatten(1, (n_heads, -1))  # (D_out, H, d_head)
-    return torch.einsum("...hd,ohd->...ho", x, w.to(x.dtype))
-
-
 def final_norm(model: nn.Module) -> nn.Module:
     """The norm applied to the last block's output before the unembedding (identity if none)."""
     for path in _NORM_PATHS:

@@ -21,7 +21,7 @@ from iclab.runtime.errors import IclabError
 from ._architecture import architecture_map, attention_out
 
 
-def _geometry(model: nn.Module) -> tuple[int, int, int]:
+def head_geometry(model: nn.Module) -> tuple[int, int, int]:
     """(n_layers, n_heads, head_dim), or a one-line error when the heads cannot be located."""
     amap = architecture_map(model)
     if amap.attn_out is None or not amap.n_heads or not amap.head_dim:
@@ -48,7 +48,7 @@ class HeadRecording:
 @contextmanager
 def record_heads(model: nn.Module, positions: int | Sequence[int] | torch.Tensor = -1) -> Iterator[HeadRecording]:
     """Record each head's output (the projection's input slice) at `positions` during the next forward."""
-    n_layers, n_heads, head_dim = _geometry(model)
+    n_layers, n_heads, head_dim = head_geometry(model)
     rec = HeadRecording(n_layers)
 
     def make_hook(layer: int):
@@ -73,7 +73,7 @@ def patch_heads(model: nn.Module, values: torch.Tensor, layers: Sequence[int] | 
     """Set row b's head `heads[b]` of layer `layers[b]` at `positions` to `values[b]` (head_dim,) during the
     forward passes inside the context; rows whose layer is -1 are left alone. Every row of a batch may
     patch a different head, so all heads of all layers can run as one batch."""
-    n_layers, n_heads, head_dim = _geometry(model)
+    n_layers, n_heads, head_dim = head_geometry(model)
     layers, heads = torch.as_tensor(layers).long(), torch.as_tensor(heads).long()
     B = values.shape[0]
     if layers.shape != (B,) or heads.shape != (B,) or values.shape[1:] != (head_dim,):
@@ -110,7 +110,7 @@ def patch_heads(model: nn.Module, values: torch.Tensor, layers: Sequence[int] | 
 def head_contribution(model: nn.Module, layer: int, head: int, value: torch.Tensor) -> torch.Tensor:
     """What head `head` of `layer` adds to the residual stream when its output is `value` (head_dim,):
     the projection applied to that slice alone, bias excluded. (D,)"""
-    n_layers, n_heads, head_dim = _geometry(model)
+    n_layers, n_heads, head_dim = head_geometry(model)
     proj = attention_out(model, layer)
     # through the module itself (an offloaded projection loads its weights only when called), bias removed
     dtype = next(proj.parameters()).dtype if any(True for _ in proj.parameters()) else torch.float32

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from iclab.models import Batch, forward_last
-from iclab.models import head_contribution, patch_heads, record_heads
-from iclab.models._heads import _geometry
+from iclab.models import head_contribution, head_geometry, patch_heads, record_heads
 from iclab.runtime.errors import IclabError
 
 from .method import TaskVectorRunner
@@ -50,7 +49,7 @@ def indirect_effects(runner: TaskVectorRunner, prompts: Sequence[str], answers: 
                      heads_per_pass: int | None = None) -> torch.Tensor:
     """IE[p, l, h] = P(answer_p | prompt_p, head (l, h) at the last token set to means[l, h]) − P(answer_p | prompt_p):
     (P, n_layers, n_heads). `answers` are the correct first-token ids (P,)."""
-    n_layers, n_heads, head_dim = _geometry(runner.model)
+    n_layers, n_heads, head_dim = head_geometry(runner.model)
     if means.shape != (n_layers, n_heads, head_dim):
         raise IclabError(f"mean head activations of shape {tuple(means.shape)} do not fit this model "
                          f"({n_layers} layers × {n_heads} heads × {head_dim})")
@@ -96,7 +95,7 @@ def indirect_effects_naive(runner: TaskVectorRunner, prompts: Sequence[str], ans
                            means: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
     """The reference: the whole prompt once unpatched and once per (layer, head), for the first `n_layers`
     layers (default all). (P, n_layers, n_heads)."""
-    all_layers, n_heads, _ = _geometry(runner.model)
+    all_layers, n_heads, _ = head_geometry(runner.model)
     n_layers = all_layers if n_layers is None else n_layers
     out = torch.empty(len(prompts), n_layers, n_heads)
 

@@ -108,14 +108,7 @@ def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10,
         raise IclabError(f"scoring {scoring!r} is not known; use first-token or full")
     if not task.single_token or scoring == "full":
         return _unfiltered(task, tokenizer, template, scoring, warn)
-    keep_plain = single_token_mask(tokenizer, template, plain)
-    use_space = False  # whether the pairs are written with a leading space (the template may add its own)
-    keep = keep_plain
-    if not template.answer_space:
-        spaced = [(" " + x, " " + y) for x, y in plain]
-        keep_spaced = single_token_mask(tokenizer, template, spaced)
-        if sum(keep_spaced) >= 0.7 * sum(keep_plain):
-            use_space, keep = True, keep_spaced
+    use_space, keep = _writing(tokenizer, template, plain)  # a leading space? (the template may add its own)
     written = [(" " + x, " " + y) if use_space else (x, y) for x, y in plain]
     pairs = tuple(p for p, k in zip(written, keep) if k)
     originals = tuple(x for (x, _), k in zip(plain, keep) if k)
@@ -127,6 +120,17 @@ def prepare_task(task: Task, tokenizer, template: Template, min_pairs: int = 10,
     return PreparedTask(task, pairs, originals, use_space, len(plain), scoring)
 
 
+def _writing(tokenizer, template: Template, plain: list[tuple[str, str]]) -> tuple[bool, list[bool]]:
+    """The paper's code's choice of writing: (leading space?, which pairs then have one-token answers). A
+    template with no space before the answer gets " x" -> " y" unless that keeps under 70% as many
+    one-token answers as the plain writing."""
+    keep_plain = single_token_mask(tokenizer, template, plain)
+    if template.answer_space:
+        return False, keep_plain
+    keep_spaced = single_token_mask(tokenizer, template, [(" " + x, " " + y) for x, y in plain])
+    return (True, keep_spaced) if sum(keep_spaced) >= 0.7 * sum(keep_plain) else (False, keep_plain)
+
+
 def _unfiltered(task: Task, tokenizer, template: Template, scoring: str, warn: Callable[[str], None] | None) -> PreparedTask:
     """Every pair; under `full` scoring written plain or with a leading space (" x" -> " y") as the paper's
     code chooses for a template with no space before the answer (spaced, unless that leaves under 70% as
@@ -135,10 +139,8 @@ def _unfiltered(task: Task, tokenizer, template: Template, scoring: str, warn: C
     use_space = False
     # Under full scoring, the paper's choice of writing (without its filter); first-token scoring of an
     # unfiltered task (the knowledge tasks, task files) keeps the plain writing it always had.
-    if scoring == "full" and not template.answer_space and tokenizer is not None:
-        spaced = [(" " + x, " " + y) for x, y in plain]
-        use_space = sum(single_token_mask(tokenizer, template, spaced)) >= 0.7 * sum(
-            single_token_mask(tokenizer, template, plain))
+    if scoring == "full" and tokenizer is not None:
+        use_space = _writing(tokenizer, template, plain)[0]
     written = [(" " + x, " " + y) if use_space else (x, y) for x, y in plain]
     if tokenizer is None:  # pairs only (tests): lengths not measured
         return PreparedTask(task, tuple(written), tuple(x for x, _ in plain), use_space, len(plain), scoring)
