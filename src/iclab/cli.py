@@ -246,6 +246,35 @@ def redraw(
         console.print(f"redrawn: {redraw_run(path)}", soft_wrap=True, highlight=False, markup=False)
 
 
+@app.command(context_settings=_EXTRA)
+def profile(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A bundled model name, tiny:<family> (a random test model), or a local "
+                                         "HuggingFace causal-LM directory.")],
+    preset: Preset = "quick",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+    quiet: Quiet = False,
+) -> None:
+    """Profile a model's in-context learning on one report page: ICL per task category, the task-vector
+    layer curve, the function-vector heads and TV vs FV, with intervals (taskvectors.profile)."""
+    from .runtime.experiment import get_experiment, research_line
+    from .runtime.site import build_site
+    from .runtime.store import execute
+
+    exp = get_experiment("taskvectors.profile")
+    cfg = exp.make_config(preset, {"model": model, "device": device, "dtype": dtype, **_overrides(None, None, ctx.args)})
+    res = execute(exp, cfg, runs_dir, preset=preset, force=force, quiet=quiet)
+    _print_result(res)
+    if res.status == "failed":
+        raise typer.Exit(1)
+    site = build_site(runs_dir)
+    page = site.parent / research_line(exp.name).name / exp.name / Path(res.path).name / "index.html"
+    console.print(f"profile: {page}", soft_wrap=True, highlight=False, markup=False)
+
+
 @app.command()
 def tasks() -> None:
     """List the task-vector task library (the paper's 18 tasks, with substitutes marked)."""
