@@ -19,7 +19,7 @@ import pandas as pd
 from iclab.runtime import Claim, finished_runs
 
 EXPERIMENTS = ("taskvectors.main", "taskvectors.conflict", "taskvectors.vocab", "taskvectors.tsne",
-               "taskvectors.templates")
+               "taskvectors.templates", "taskvectors.function_vectors", "taskvectors.profile")
 
 
 def latest_runs(runs: Path, name: str, preset: str) -> dict[str, Path]:
@@ -37,6 +37,8 @@ def ci(value: float, lo: float, hi: float, digits: int = 2) -> str:
 
 def number(v: float) -> str:
     """A claim's number as the docs print it: counts as integers, seconds whole, tiny values in e-notation."""
+    if v != v:
+        return "nan"
     if v == int(v):
         return str(int(v))
     if abs(v) >= 10 or abs(v) < 1e-3:
@@ -129,17 +131,43 @@ def templates_table(run: Path) -> None:
               f"{r.all_task_vector:.3f} / {r.all_icl:.3f} |")
 
 
+def fv_table(run: Path) -> None:
+    df = pd.read_csv(run / "tables" / "metrics.csv")
+    timing = json.loads((run / "data" / "timing.json").read_text())
+    conds = ("zero_shot", "icl", "task_vector", "fv_zero_shot", "icl_shuffled", "fv_shuffled")
+    print("\n| task | n | TV layer | zero-shot | ICL | task vector | FV zero-shot | shuffled ICL | FV + shuffled |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in df.itertuples():
+        cells = [ci(getattr(r, c), getattr(r, f"{c}_lo"), getattr(r, f"{c}_hi")) for c in conds]
+        print(f"| {r.task} | {r.n_test} | {r.tv_layers} | {' | '.join(cells)} |")
+    heads = pd.read_csv(run / "tables" / "heads.csv").head(10)
+    top = ", ".join(f"{r.layer}.{r.head} {ci(r.aie, r.aie_lo, r.aie_hi, 3)}" for r in heads.itertuples())
+    print(f"\nFV added at layer {timing['fv_layer']} of {timing['n_layers']} (chosen on dev). Top heads (layer.head, "
+          f"AIE [95% CI]): {top}.")
+    nat = pd.read_csv(run / "tables" / "natural.csv")
+    if len(nat):
+        print("\n| natural-text sentence | answer in generation, no FV (mean over tasks) | with the FV |")
+        print("|---|---|---|")
+        for sentence, sub in nat.groupby("template", sort=False):
+            print(f"| `{sentence}` | {sub['none'].mean():.3f} | {sub['fv'].mean():.3f} |")
+    st = pd.read_csv(run / "tables" / "stability.csv")
+    print("\nTop-10 overlap of two disjoint prompt sets of n prompts per task: " +
+          ", ".join(f"n={r.n_prompts}: {r.overlap:.2f}" for r in st.itertuples()) + ".")
+
+
 TABLES = {"taskvectors.main": main_table, "taskvectors.conflict": conflict_table, "taskvectors.vocab": vocab_table,
-          "taskvectors.tsne": tsne_table, "taskvectors.templates": templates_table}
+          "taskvectors.tsne": tsne_table, "taskvectors.templates": templates_table,
+          "taskvectors.function_vectors": fv_table, "taskvectors.profile": fv_table}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs-dir", type=Path, default=Path("runs"))
     ap.add_argument("--preset", default="paper", help="the preset whose runs to print (paper or quick)")
+    ap.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma-separated experiments to print")
     args = ap.parse_args()
     found = False
-    for name in EXPERIMENTS:
+    for name in (n for n in EXPERIMENTS if n in args.experiments.split(",")):
         for model, run in latest_runs(args.runs_dir, name, args.preset).items():
             found = True
             header(name, model, run)

@@ -1,4 +1,4 @@
-"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report, doctor."""
+"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report, tasks, models, doctor, profile."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def test_help_on_every_command(tmp_path, capsys, monkeypatch):
     from iclab.cli import main
 
     monkeypatch.setenv("COLUMNS", "200")
-    for cmd in ["list", "show", "run", "sweep", "reproduce", "redraw", "tasks", "models", "doctor"]:
+    for cmd in ["list", "show", "run", "sweep", "reproduce", "redraw", "tasks", "models", "doctor", "profile"]:
         monkeypatch.setattr(sys, "argv", ["iclab", cmd, "--help"])
         try:
             main()

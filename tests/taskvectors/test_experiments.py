@@ -21,6 +21,8 @@ BAD_VALUES = {
     "taskvectors.vocab": ({"top": 0}, "top"),
     "taskvectors.tsne": ({"perplexity": 0}, "perplexity"),
     "taskvectors.templates": ({"templates": "paper,nope"}, "templates"),
+    "taskvectors.function_vectors": ({"n_corrupt": 1}, "n_corrupt"),
+    "taskvectors.profile": ({"n_top_heads": 0}, "n_top_heads"),
 }
 
 
@@ -76,6 +78,9 @@ def test_paper_presets_use_the_papers_sizes():
     tm = get_experiment("taskvectors.templates").make_config("paper")
     assert (tm.tasks, tm.n_dev, tm.n_test, tm.n_baseline) == ("all", 50, 50, 100)
     assert tm.template_names == ["paper", "arrow", "qa"]
+    fv = get_experiment("taskvectors.function_vectors").make_config("paper")  # Todd et al.'s sizes
+    assert (fv.k, fv.n_clean, fv.n_corrupt, fv.n_top_heads, fv.template) == (10, 100, 25, 10, "qa")
+    assert len(fv.tasks.split(",")) == 6
 
 
 # -- conflict ------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ RESEARCH_LINES = {
     "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
                               "Li, Bai, Huang 2024, Spin glass model of in-context learning", 7),
     "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
-                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 6),
+                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 11),
     "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
                             "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",
                             9),

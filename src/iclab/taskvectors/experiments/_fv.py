@@ -174,6 +174,7 @@ def draw_heatmap(cfg, res: Results, ctx: RunContext) -> None:
     heatmap(ax, value, f"{cfg.model}: AIE per head")
     for rank, (l, h) in enumerate(timing["top_heads"]):
         ax.text(h, l, str(rank + 1), ha="center", va="center", fontsize=5)
+    ax.set_xticks(range(timing["n_heads"]))
     ax.set(xlabel="head", ylabel="layer (0-based)")
     ctx.figure(fig, "aie_heatmap", caption=f"Average indirect effect of each attention head (gain in the correct "
                f"answer's probability when the head's output at the last token of a shuffled-label prompt is set to "

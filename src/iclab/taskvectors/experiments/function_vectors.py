@@ -20,7 +20,7 @@ PAPER = dict(tasks=FV_TASKS, n_dev=50, n_test=50, n_baseline=50, n_clean=100, n_
 CONCENTRATION = 3.0  # "a small set of heads": the top k carry >= 3x their share of the heads' positive AIE
 EARLY_MIDDLE = (0.2, 0.6)  # the FV paper's top heads sit in the early-middle layers (GPT-J: about 9-15 of 28)
 RECOVERED = 0.5  # "much of" ICL's gain over zero-shot comes back with the FV alone: at least half
-SOURCE = "Todd et al. 2024, Function Vectors in LLMs (ICLR 2024); summarised in the spec's §6.1"
+SOURCE = "Todd et al. 2024, Function Vectors in Large Language Models (ICLR 2024)"
 
 
 class FunctionVectorsConfig(FunctionVectorConfig):
