@@ -99,3 +99,27 @@ def test_bad_input_is_one_line(lm):
             pass
     with pytest.raises(IclabError, match="do not fit this model"):
         indirect_effects(runner, PROMPTS[:1], _answers(lm)[:1], means[:, :1])
+
+
+@pytest.mark.parametrize("family", ["gemma3_text", "gemma2", "olmo2", "llama"])
+def test_head_contributions_sum_to_the_normalised_attention_output(family):
+    """Blocks that normalise their attention output before the residual add (Gemma 2/3, OLMo 2): the heads'
+    contributions, the norm linearised at the layer's output, sum to that norm of the whole output; in
+    Llama-style blocks there is no such norm and the plain projections sum to the projection."""
+    from iclab.models import attention_out, attention_post_norm
+
+    lm = tiny_lm(family)
+    runner = TaskVectorRunner(lm)
+    means = mean_head_activations(runner, PROMPTS) * 3
+    L, H, d = means.shape
+    for l in range(L):
+        proj, norm = attention_out(lm.model, l), attention_post_norm(lm.model, l)
+        assert (norm is None) == (family == "llama")
+        total = torch.stack([head_contribution(lm.model, l, h, means[l, h], means[l]) for h in range(H)]).sum(0)
+        with torch.no_grad():
+            whole = proj(means[l].reshape(1, -1)) - proj(torch.zeros(1, H * d))
+            expected = whole[0] if norm is None else norm(whole)[0]
+        torch.testing.assert_close(total, expected, atol=1e-5, rtol=1e-4)
+    if family != "llama":
+        with pytest.raises(IclabError, match="needs the whole layer's head outputs"):
+            head_contribution(lm.model, 0, 0, means[0, 0])

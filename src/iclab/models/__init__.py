@@ -17,7 +17,7 @@ from ._architecture import (ArchitectureMap, architecture_map, attention_out, de
                             residual_to_logits)
 from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype
 from ._doctor import Check, diagnose
-from ._heads import HeadRecording, head_contribution, head_geometry, patch_heads, record_heads
+from ._heads import HeadRecording, attention_post_norm, head_contribution, head_geometry, patch_heads, record_heads
 from ._forward import Batch, encode, forward_last
 from ._hooks import Patch, Recording, patch_residual, record_residual
 from ._loading import BUNDLED_MODELS, BundledModel, LoadedModel, cache_dir, load_model, prepare_tokenizer
@@ -35,6 +35,7 @@ __all__ = [
     "TINY_FAMILIES",
     "architecture_map",
     "attention_out",
+    "attention_post_norm",
     "diagnose",
     "head_contribution",
     "head_geometry",

@@ -18,7 +18,7 @@ from torch import nn
 
 from iclab.runtime.errors import IclabError
 
-from ._architecture import architecture_map, attention_out
+from ._architecture import architecture_map, attention_out, decoder_blocks
 
 
 def head_geometry(model: nn.Module) -> tuple[int, int, int]:
@@ -107,16 +107,50 @@ def patch_heads(model: nn.Module, values: torch.Tensor, layers: Sequence[int] | 
             h.remove()
 
 
-def head_contribution(model: nn.Module, layer: int, head: int, value: torch.Tensor) -> torch.Tensor:
+def attention_post_norm(model: nn.Module, layer: int) -> nn.Module | None:
+    """The norm a block applies to its attention output before adding it to the residual stream (Gemma 2/3,
+    OLMo 2: blocks with a `post_feedforward_layernorm`, whose `post_attention_layernorm` is then a
+    post-norm; in Llama-style blocks that name is the pre-MLP norm), or None."""
+    block = decoder_blocks(model)[layer]
+    if hasattr(block, "post_feedforward_layernorm") and hasattr(block, "post_attention_layernorm"):
+        return block.post_attention_layernorm
+    return None
+
+
+def _project(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """proj(x) - proj(0): the projection without its bias, through the module itself (an offloaded
+    projection loads its weights only when called). x: (B, n_heads * head_dim) -> (B, D) float32 on CPU."""
+    dtype = next(proj.parameters()).dtype if any(True for _ in proj.parameters()) else torch.float32
+    device = next((p.device for p in proj.parameters() if p.device.type != "meta"), torch.device("cpu"))
+    with torch.no_grad():
+        x = x.to(device=device, dtype=dtype)
+        return (proj(x) - proj(torch.zeros_like(x))).float().cpu()
+
+
+def head_contribution(model: nn.Module, layer: int, head: int, value: torch.Tensor,
+                      layer_values: torch.Tensor | None = None) -> torch.Tensor:
     """What head `head` of `layer` adds to the residual stream when its output is `value` (head_dim,):
-    the projection applied to that slice alone, bias excluded. (D,)"""
+    the projection applied to that slice alone, bias excluded. (D,)
+
+    Where the block normalises its attention output before the residual add (`attention_post_norm`),
+    that RMS norm is linearised at the whole layer's output `layer_values` (n_heads, head_dim), e.g. the
+    task's mean: each head gets g ⊙ c / rms(A), with c its projected output, A the projected output of
+    all heads and g the norm's gain, so the heads' contributions sum to the norm of A exactly."""
     n_layers, n_heads, head_dim = head_geometry(model)
     proj = attention_out(model, layer)
-    # through the module itself (an offloaded projection loads its weights only when called), bias removed
-    dtype = next(proj.parameters()).dtype if any(True for _ in proj.parameters()) else torch.float32
-    x = torch.zeros(1, n_heads * head_dim, dtype=dtype)
-    x[0, head * head_dim:(head + 1) * head_dim] = value.to(dtype)
+    x = torch.zeros(1, n_heads * head_dim)
+    x[0, head * head_dim:(head + 1) * head_dim] = value.float().cpu()
+    c = _project(proj, x)
+    norm = attention_post_norm(model, layer)
+    if norm is None:
+        return c[0]
+    if layer_values is None or layer_values.shape != (n_heads, head_dim):
+        raise IclabError(f"{type(model).__name__} normalises each attention output before the residual add: a head's "
+                         f"contribution needs the whole layer's head outputs, shape ({n_heads}, {head_dim})")
+    a = _project(proj, layer_values.float().cpu().reshape(1, -1))
+    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
+    device = next((p.device for p in norm.parameters()), torch.device("cpu"))
+    dtype = next((p.dtype for p in norm.parameters()), torch.float32)
     with torch.no_grad():
-        device = next((p.device for p in proj.parameters() if p.device.type != "meta"), torch.device("cpu"))
-        out = proj(x.to(device)) - proj(torch.zeros_like(x).to(device))
-    return out[0].float().cpu()
+        gain_c = norm(c.to(device=device, dtype=dtype)).float().cpu() * torch.sqrt(c.pow(2).mean(-1, keepdim=True) + eps)
+    return (gain_c / torch.sqrt(a.pow(2).mean(-1, keepdim=True) + eps))[0]

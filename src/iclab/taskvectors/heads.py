@@ -126,5 +126,6 @@ def top_heads(aie: torch.Tensor, k: int) -> list[tuple[int, int]]:
 
 
 def function_vector(runner: TaskVectorRunner, means: torch.Tensor, heads: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Σ over `heads` of each head's mean output through the attention output projection: (D,)."""
-    return torch.stack([head_contribution(runner.model, l, h, means[l, h]) for l, h in heads]).sum(0)
+    """Σ over `heads` of each head's mean output through the attention output projection (and, in blocks that
+    normalise the attention output, that norm linearised at the layer's mean output): (D,)."""
+    return torch.stack([head_contribution(runner.model, l, h, means[l, h], means[l]) for l, h in heads]).sum(0)

@@ -94,10 +94,14 @@ def verdicts(cfg: FunctionVectorsConfig, res: Results, ctx: RunContext) -> None:
                   paper="the FV transfers to natural-text prompts (portability)", source=SOURCE,
                   ours=two_level_estimate(nat, _difference), expect=(">", 0.0),
                   note="Our three sentences, not the paper's; the answer must appear as a whole word.")
-    ctx.claim("forward tokens, AIE the naive way / cached", kind="engineering",
-              paper="(issue 13) the cached AIE needs >= 20x fewer forward tokens",
+    ctx.claim("forward tokens of the head measurements: naive / ours", kind="engineering",
+              paper="(issue 13) >= 20x fewer forward tokens than rerunning the prompt per head (SmolLM2's 270 heads)",
               ours=Estimate.exact(timing["aie_naive_tokens"] / timing["aie_tokens"], "counted tokens"),
-              expect=(">=", 20.0))
+              expect=(">=", 20.0) if n_heads >= 270 else None,
+              note=f"Ours counts every token of the head measurements, the clean prompts of the mean activations "
+                   f"included; the naive count only the corrupted prompts, once plus once per head (a conservative "
+                   f"ratio). The ratio cannot exceed n_heads + 1 = {n_heads + 1}, so the 20x target is checked on "
+                   "models with at least 270 heads, as the issue states it, and reported otherwise.")
     ctx.claim("wall time (s)", kind="engineering", paper="(issue) the quick preset stays small",
               ours=Estimate.single(timing["seconds"], "one run"))
 
