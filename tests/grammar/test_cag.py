@@ -115,6 +115,31 @@ def test_heldout_pairs_never_iterated_directly(world):
     assert cot & held, "held-out pairs still occur with their step shown (heldout_in_cot)"
 
 
+def test_recombination_world_never_shows_a_heldout_composition():
+    """heldout_in_cot=False: a held-out composition occurs in no form (neither direct nor with its step) in
+    3000 documents, while each of its functions occurs composed with others and alone."""
+    world = World(WorldConfig(heldout_in_cot=False))
+    held = set(world.heldout_pairs)
+    shown, prims = set(), set()
+    for doc in sample_docs(world, 3000):
+        for _, toks in item_blocks(doc):
+            kind, f, g = parse_task(toks[0].tags["task"])
+            if kind in ("comp", "cot"):
+                shown.add((f, g))
+            elif kind == "prim":
+                prims.add(f)
+    assert held and not shown & held
+    for f, g in held:
+        assert any(a == f for a, _ in shown) and any(b == g for _, b in shown)
+        assert {f, g} <= prims
+
+
+def test_a_function_never_shown_composed_is_refused_before_training():
+    with pytest.raises(IclabError, match="in no composition the corpus shows") as err:
+        World(WorldConfig(n_functions=2, heldout_fraction=0.75, heldout_in_cot=False))
+    assert "\n" not in str(err.value)
+
+
 def test_iteration_count_within_the_prior_range(world, docs):
     cfg = world.cfg
     for doc in docs:

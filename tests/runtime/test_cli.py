@@ -154,8 +154,12 @@ def test_reproduce_runs_lines_side_by_side(tmp_path):
     from iclab.runtime.reproduce import lanes
 
     assert lanes(["spinglass.fig2", "spinglass.fig1", "taskvectors.main", "grammar.icl"], 2) == [
-        ["taskvectors.main"], ["grammar.icl", "spinglass.fig2", "spinglass.fig1"]]  # by quick_minutes: 11 | 9 + 7
+        ["grammar.icl"], ["taskvectors.main", "spinglass.fig2", "spinglass.fig1"]]  # by quick_minutes: 9 | 8 + 7
     assert lanes(["spinglass.fig2", "test.toy"], 1) == [["spinglass.fig2", "test.toy"]]
+    from iclab.runtime.reproduce import selected
+
+    assert "taskvectors.profile" not in selected(None)  # a tool, not a reproduction
+    assert "taskvectors.function_vectors" in selected(None) and selected("taskvectors.pro") == ["taskvectors.profile"]
     proc = iclab("reproduce", "--only", "test.,spinglass.fig2", "--jobs", "2", "-q", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "2 experiments: 2 finished, 0 failed" in proc.stdout

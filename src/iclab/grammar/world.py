@@ -25,6 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from iclab.runtime.errors import IclabError
+
 from .cag import Call, Emit, Grammar, Iter, Let, Nonterminal, PolyTail, Rule, Sample
 
 SEP_IO, SEP_STEP, SEP_EX, END, EOS, PAD = "->", "=>", ";", ".", "<eos>", "<pad>"
@@ -101,11 +103,24 @@ class World:
         self.heldout_pairs = sorted(pairs[:n_held])
         self.seen_pairs = sorted(pairs[n_held:])
         self.cot_pairs = sorted(pairs) if cfg.heldout_in_cot else list(self.seen_pairs)
+        self._check_components()
         self.vocab = ([PAD, EOS, SEP_IO, SEP_STEP, SEP_EX, END] + [f"o{i}" for i in range(N)]
                       + [f"F{k}" for k in range(K)] + [f"G{j}" for j in range(cfg.n_binary)]
                       + [f"w{i}" for i in range(cfg.n_words)])
         self.token_id = {t: i for i, t in enumerate(self.vocab)}
         self.grammar = self._grammar()
+
+    def _check_components(self) -> None:
+        """A held-out composition tests recombination only if both its functions occur in compositions the
+        corpus does show (direct or with the step); otherwise the model never saw that function composed."""
+        shown = set(self.seen_pairs) | set(self.cot_pairs)
+        outer, inner = {f for f, _ in shown}, {g for _, g in shown}
+        for f, g in self.heldout_pairs:
+            if f not in outer or g not in inner:
+                missing = f"F{f} as the outer function" if f not in outer else f"F{g} as the inner function"
+                raise IclabError(f"world seed {self.cfg.seed}: held-out composition F{f}.F{g} has {missing} in no "
+                                 "composition the corpus shows; lower heldout_fraction or add functions "
+                                 "(n_functions)")
 
     # -- ids -------------------------------------------------------------------------------
     def obj(self, x: int) -> int:

@@ -67,7 +67,7 @@ RESEARCH_LINES = {
     "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
                               "Li, Bai, Huang 2024, Spin glass model of in-context learning", 7),
     "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
-                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 11),
+                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 8),
     "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
                             "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",
                             9),
@@ -100,6 +100,7 @@ class Experiment:
     title: str
     paper: str  # citation of the figure / table reproduced
     description: str = ""
+    reproduce: bool = True  # False: a tool (run on the user's own model), left out of `iclab reproduce`
     draw: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> figures
     judge: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> claims
 
@@ -157,6 +158,7 @@ def experiment(
     presets: dict[str, dict[str, Any]],
     title: str,
     paper: str,
+    reproduce: bool = True,
 ) -> Callable[[Callable[[Any, RunContext], None]], Experiment]:
     """Register `fn(cfg, ctx)` as the compute step of experiment `name` (e.g. ``"spinglass.fig4b"``);
     the returned Experiment's `.figures` and `.verdicts` decorators register the other two steps."""
@@ -166,7 +168,7 @@ def experiment(
     def deco(fn: Callable[[Any, RunContext], None]) -> Experiment:
         if name in _REGISTRY:
             raise RuntimeError(f"experiment {name} registered twice")
-        exp = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""))
+        exp = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""), reproduce)
         _REGISTRY[name] = exp
         return exp
 

@@ -23,9 +23,12 @@ from .store import RunResult, ensure_writable, execute, finished_runs
 
 
 def selected(only: str | None) -> list[str]:
-    """Experiment names starting with any of the comma-separated prefixes in `only` (all if None)."""
+    """Experiment names starting with any of the comma-separated prefixes in `only`; without `only`, every
+    experiment that reproduces a paper (tools such as `taskvectors.profile` are left out)."""
     prefixes = [p.strip() for p in (only or "").split(",") if p.strip()]
-    return [n for n in load_experiments() if not prefixes or any(n.startswith(p) for p in prefixes)]
+    if not prefixes:
+        return [n for n, exp in load_experiments().items() if exp.reproduce]
+    return [n for n in load_experiments() if any(n.startswith(p) for p in prefixes)]
 
 
 def lanes(names: list[str], jobs: int) -> list[list[str]]:

@@ -27,7 +27,7 @@ class ProfileConfig(FunctionVectorConfig):
 
 @experiment("taskvectors.profile", ProfileConfig, presets={"quick": QUICK, "paper": PAPER},
             title="ICL profile of a model: accuracy per category, task-vector layers, function-vector heads",
-            paper="Hendel et al. 2023 and Todd et al. 2024 methods, applied to any model")
+            paper="Hendel et al. 2023 and Todd et al. 2024 methods, applied to any model", reproduce=False)
 def compute(cfg: ProfileConfig, ctx: RunContext) -> None:
     """The function-vector experiment's measurements on a spread of tasks, summarised per category:
     `iclab profile MODEL` runs this and prints its page in the report site."""
