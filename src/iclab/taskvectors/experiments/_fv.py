@@ -220,8 +220,9 @@ def draw_conditions(cfg, res: Results, ctx: RunContext, conditions: tuple[str, .
         ax.bar(idx + (j - (len(conditions) - 1) / 2) * w, df[c], w, color=f"C{j}", label=NAMES[c],
                yerr=[df[c] - df[f"{c}_lo"], df[f"{c}_hi"] - df[c]], capsize=1, error_kw={"lw": 0.6})
     ax.set_xticks(idx, [t.split("_", 1)[-1] for t in df["task"]], rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="test accuracy", ylim=(0, 1.05), title=f"{cfg.model}: {cfg.k}-shot ICL, TV and FV")
-    ax.legend(fontsize=6, ncol=3)
+    ax.set(ylabel="test accuracy", ylim=(0, 1.3), title=f"{cfg.model}: {cfg.k}-shot ICL, TV and FV")
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(fontsize=6, ncol=3, loc="upper center")  # above the bars, which end at 1
     ctx.figure(fig, "tv_vs_fv", caption="Test accuracy per task on the same episodes: zero-shot, ICL, the task vector "
                "(patched at its dev layer), the function vector added to the zero-shot prompt and to a shuffled-label "
                "prompt, and shuffled-label ICL alone; 95% bootstrap intervals over the test prompts.")
