@@ -202,9 +202,9 @@ def evaluate_function_vector(runner: TaskVectorRunner, prepared: PreparedTask, t
     score("fv_shuffled", shuffled_prompts,
           runner.predict_patched(shuffled_prompts, vectors, layer, mode="add", max_new_tokens=n_new), True)
     if natural:
+        golds = [acceptable(prepared, e.item) for e in test]
         for t, sentence in enumerate(NATURAL_TEMPLATES):
             prompts = [sentence.replace("{x}", prepared.originals[e.item]) for e in test]
-            golds = [acceptable(prepared, e.item) for e in test]
             for kind, ids in (("none", runner.predict(prompts, NATURAL_TOKENS)),
                               ("fv", runner.predict_patched(prompts, vectors, layer, mode="add",
                                                             max_new_tokens=NATURAL_TOKENS))):
@@ -218,13 +218,17 @@ def evaluate_function_vector(runner: TaskVectorRunner, prepared: PreparedTask, t
     return out
 
 
+def ies_by_task(effects: list[HeadEffects]) -> dict[str, torch.Tensor]:
+    """Each task's indirect effects, prompts pooled over episode seeds: task -> (P, n_layers, n_heads)."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for e in effects:
+        out.setdefault(e.task, []).append(e.ie)
+    return {t: torch.cat(v) for t, v in out.items()}
+
+
 def universal_heads(effects: list[HeadEffects], k: int) -> list[tuple[int, int]]:
     """The k heads of largest AIE averaged over tasks (each task's prompts pooled over episode seeds)."""
-    by_task: dict[str, list[torch.Tensor]] = {}
-    for e in effects:
-        by_task.setdefault(e.task, []).append(e.ie)
-    aie = torch.stack([torch.cat(v).mean(0) for v in by_task.values()]).mean(0)
-    return top_heads(aie, k)
+    return top_heads(torch.stack([ie.mean(0) for ie in ies_by_task(effects).values()]).mean(0), k)
 
 
 def _halves(arrays: list[np.ndarray], rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import Field
 
 from iclab.models import head_geometry
@@ -21,12 +20,12 @@ from iclab.runtime import IclabError, Results, RunContext
 from iclab.runtime.plots import heatmap, subplots
 from iclab.runtime.seeding import torch_threads
 
-from ..function_vectors import (FV_CONDITIONS, NATURAL_TEMPLATES, NATURAL_TOKENS, FVResult, HeadEffects, aie_interval,
-                                episodes_of, evaluate_function_vector, fv_layer_curve, head_effects, rank_stability,
-                                task_function_vector, universal_heads)
+from ..function_vectors import (FV_CONDITIONS, NATURAL_TEMPLATES, NATURAL_TOKENS, FVResult, HeadEffects,
+                                aie_interval, episodes_of, evaluate_function_vector, fv_layer_curve, head_effects,
+                                ies_by_task, rank_stability, task_function_vector, universal_heads)
 from ..prompts import get_template, prepare_task
 from ..stats import accuracy_estimate
-from ._common import TaskVectorConfig, lm_threads, load_runner, run_tasks, scoring_for, tasks_of, warn_and_note
+from ._common import TaskVectorConfig, lm_threads, load_runner, run_tasks, scoring_for, tasks_of
 
 # The FV paper's six headline tasks -> this library's counterparts (see the notes of a run).
 FV_TASKS = ("linguistic_antonyms,algorithmic_to_upper,knowledge_country_capital,translation_en_fr,"
@@ -83,7 +82,7 @@ def compute_function_vectors(cfg: FunctionVectorConfig, ctx: RunContext) -> None
     ctx.table(pd.DataFrame([{"task": f"{tv.task}", "episode_seed": tv.episode_seed, "layer": l, "fv_dev": c[l],
                              "tv_dev": tv.dev_curve[l]} for tv, c in zip(tv_results, curves.values())
                             for l in range(n_layers)]), "layers")  # fmt: skip
-    ies = _ies_by_task(effects)
+    ies = ies_by_task(effects)
     value, lo, hi = aie_interval(list(ies.values()))
     order = np.argsort(-value.flatten(), kind="stable")
     ctx.table(pd.DataFrame([{"rank": r + 1, "layer": int(i) // n_heads, "head": int(i) % n_heads,
@@ -111,14 +110,6 @@ def compute_function_vectors(cfg: FunctionVectorConfig, ctx: RunContext) -> None
              "(word -> Word) -> algorithmic_to_upper (letter -> LETTER), country-capital, english-french, present-past "
              "-> their counterparts, singular-plural -> linguistic_plural_singular (the reverse direction). Unlike "
              "the paper, scores are not restricted to the queries clean ICL solves.")
-
-
-def _ies_by_task(effects: list[HeadEffects]) -> dict[str, torch.Tensor]:
-    """Each task's indirect effects, prompts pooled over episode seeds: task -> (P, n_layers, n_heads)."""
-    out: dict[str, list[torch.Tensor]] = {}
-    for e in effects:
-        out.setdefault(e.task, []).append(e.ie)
-    return {t: torch.cat(v) for t, v in out.items()}
 
 
 def _pooled(results: list[FVResult], task: str, key: str, natural: bool = False) -> np.ndarray:
