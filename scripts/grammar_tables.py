@@ -1,6 +1,7 @@
 """Print the docs/grammar.md result tables and claims table from finished runs (no number in the docs is typed in).
 
-    .venv/bin/python scripts/grammar_tables.py runs          # the newest run of each grammar experiment
+    .venv/bin/python scripts/grammar_tables.py runs                   # the newest run of each grammar experiment
+    .venv/bin/python scripts/grammar_tables.py runs --theory medium   # grammar.theory's tables of one preset only
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import pandas as pd
 
 from iclab.runtime import Claim, Estimate, finished_runs
 
-EXPERIMENTS = ["grammar.emergence", "grammar.icl", "grammar.cot", "grammar.ablation", "grammar.probes",
-               "grammar.taskvectors"]
+EXPERIMENTS = ["grammar.emergence", "grammar.icl", "grammar.cot", "grammar.recombination", "grammar.ablation",
+               "grammar.probes", "grammar.taskvectors", "grammar.theory"]
 
 
-def newest(runs: Path, name: str) -> Path:
-    found = finished_runs(runs, name)
+def newest(runs: Path, name: str, preset: str | None = None) -> Path:
+    found = [r for r in finished_runs(runs, name)
+             if preset is None or json.loads((Path(r["path"]) / "config.json").read_text())["preset"] == preset]
     if not found:
         sys.exit(f"no finished run of {name} under {runs}; run `iclab reproduce --quick --only grammar.` first")
     return Path(found[-1]["path"])
@@ -56,10 +58,10 @@ def ours(e: Estimate) -> str:
     return f"{e.value:.3g} [{e.lo:.3g}, {e.hi:.3g}] ({e.method})"
 
 
-def claims_table(runs: Path) -> pd.DataFrame:
+def claims_table(runs: Path, experiments: list[str] = EXPERIMENTS, preset: str | None = None) -> pd.DataFrame:
     rows = []
-    for name in EXPERIMENTS:
-        for d in json.loads((newest(runs, name) / "summary.json").read_text())["claims"]:
+    for name in experiments:
+        for d in json.loads((newest(runs, name, preset) / "summary.json").read_text())["claims"]:
             c = Claim.from_dict(d)
             paper = c.paper + (f" = {c.paper_value:g}" if isinstance(c.paper_value, float) else "")
             rows.append({"experiment": name.removeprefix("grammar."), "claim": c.name, "kind": c.kind,
@@ -80,8 +82,37 @@ def train_claims(runs: Path) -> str:
     return f"grammar.train, {len(found)} trained models: " + "; ".join(parts)
 
 
+def theory_tables(runs: Path, preset: str | None) -> None:
+    """grammar.theory: ICL per task type, the rank correlations, and KL(ideal ‖ model) across the grid."""
+    path = newest(runs, "grammar.theory", preset)
+    df = table(path, "curves")
+    models = df[df.model != "ideal"]
+    top = models.data_tokens.max()
+    print(f"#### Every task type (grammar.theory, preset {json.loads((path / 'config.json').read_text())['preset']}): "
+          f"accuracy vs demonstrations at {top / 1e6:g}M tokens (mean ± 95% t-interval half-width over seeds)\n")
+    sel = df[((df.data_tokens == top) | (df.model == "ideal")) & df.n_demos.isin([0, 1, 2, 4, 8, 16])]
+    print(md(over_seeds(sel, ["model", "type"], "n_demos")), "\n")
+    print("#### KL(ideal ‖ model), nats, mean over answer positions n = 1..16 (mean ± half-width over seeds)\n")
+    kl = models[models.n_demos > 0].groupby(["model", "params", "data_tokens", "seed", "type"], as_index=False).kl.mean()
+    kl["data"] = (kl.data_tokens / 1e6).map(lambda v: f"{v:g}M")
+    wide = over_seeds(kl, ["model", "params", "data"], "type", values="kl")
+    print(md(wide.sort_values(["params", "data"], key=lambda c: c.map(lambda v: float(str(v).rstrip("M"))))), "\n")
+    acc = models[(models.type == "prim") & (models.n_demos == 8)].assign(
+        data=lambda d: (d.data_tokens / 1e6).map(lambda v: f"{v:g}M"))
+    print("#### Emergence: primitive ICL after 8 demonstrations (mean ± half-width over seeds)\n")
+    wide = over_seeds(acc, ["model", "params"], "data")
+    print(md(wide.sort_values("params")), "\n")
+    print("#### Claims of grammar.theory\n")
+    print(md(claims_table(runs, ["grammar.theory"], preset)), "\n")
+
+
 def main() -> None:
-    runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
+    args = sys.argv[1:]
+    if "--theory" in args:
+        i = args.index("--theory")
+        theory_tables(Path(args[0] if i else "runs"), args[i + 1])
+        return
+    runs = Path(args[0] if args else "runs")
     df = table(newest(runs, "grammar.emergence"))
     print("#### Emergence (primitive ICL, 8 demonstrations, one training seed)\n")
     order = list(dict.fromkeys(df.sort_values("params")["size"]))
@@ -107,6 +138,12 @@ def main() -> None:
     print("#### Chain of thought (final-answer accuracy, mean ± 95% t-interval half-width over training seeds)\n")
     print(md(over_seeds(df, ["type", "mode"], "n_demos")), "\n")
 
+    df = table(newest(runs, "grammar.recombination"))
+    print("#### Recombination: held-out compositions, direct vs steps, in both worlds (final-answer accuracy, mean ± "
+          "95% t-interval half-width over training seeds; seed −1: the world's ideal predictor, blank: undefined)\n")
+    held = df[df.type == "heldout"].assign(model=lambda d: d.seed.map(lambda s: "ideal" if s < 0 else "trained"))
+    print(md(over_seeds(held, ["world", "model", "mode"], "n_demos")), "\n")
+
     df = table(newest(runs, "grammar.ablation"))
     print("#### Ablation (primitive ICL, mean ± 95% t-interval half-width over training seeds)\n")
     print(md(over_seeds(df, ["world"], "n_demos")), "\n")
@@ -124,6 +161,8 @@ def main() -> None:
     df = table(newest(runs, "grammar.taskvectors"))
     print("#### Task vectors (layer and mode chosen on dev episodes; accuracies on test episodes; one seed)\n")
     print(md(df[["size", "type", "mode", "layer", "dev_tv", "tv", "icl", "baseline"]]), "\n")
+
+    theory_tables(runs, None)
 
     print("#### Claims\n")
     print(md(claims_table(runs)), "\n")

@@ -349,10 +349,11 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
+    except Exception as err:
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error (click, vendored by typer)
+            ctx = getattr(err, "ctx", None)
+            where = ctx.command_path if ctx is not None else "iclab"
+            err_console.print(f"[red]error:[/red] {err.format_message().rstrip('.')}; see `{where} --help`", highlight=False,
+                              soft_wrap=True)
             sys.exit(err.exit_code)
         raise

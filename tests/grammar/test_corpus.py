@@ -98,3 +98,25 @@ def test_corpus_errors():
         sample_corpus(Grammar([Nonterminal("S", [Rule([Emit("a")])])], "S", vocab=["a"]), 10, seed=0)
     c = sample_corpus(g, 9, seed=0)
     assert c.text() == ["<eos>", "a", "<eos>", "a", "<eos>", "a", "<eos>", "a", "<eos>"]
+
+
+@pytest.mark.parametrize("cfg", [WorldConfig(), WorldConfig(n_binary=1, n_triples=8)])
+def test_iteration_index_matches_the_yield(cfg):
+    """The copy number the probes read is what a reader of the text would count: inside a block, the
+    number of ';' before the token (a separator closes its copy); -1 outside ITER blocks (free text, '.')."""
+    world = World(cfg)
+    c = sample_corpus(world.grammar, 20_000, seed=5, roles=ROLES)
+    text = c.text()
+    expected, in_iter, copies = [], False, 0
+    for tok in text:
+        if tok in (EOS, "."):
+            expected.append(-1)
+            in_iter = None  # the next token opens a block
+            continue
+        if in_iter is None:
+            in_iter, copies = not tok.startswith("w"), 0  # free-text blocks start with a word
+        expected.append(copies if in_iter else -1)
+        copies += tok == ";"
+    expected = np.asarray(expected)
+    assert (c.iter_index == expected).all(), np.flatnonzero(c.iter_index != expected)[:5]
+    assert c.iter_index.max() >= 10  # long iterations occur, so the index is not trivially small

@@ -103,7 +103,10 @@ def test_probes_against_their_baselines_and_task_vectors_run(runs):
     path = run("grammar.probes", runs, sizes=[(32, 1)], size=(32, 1), probe_tokens=3000, mid_prompts=8,
                **ONE_SEED, **TINY)
     df = pd.read_csv(path / "tables" / "metrics.csv")
-    assert set(df.model) == {"d32-L1", "random d32-L1"} and set(df.target) == {"role", "template", "mid"}
+    assert set(df.model) == {"d32-L1", "random d32-L1"}
+    assert set(df.target) == {"role", "iter_index", "template", "mid"}
+    icl = json.loads((path / "data" / "icl.json").read_text())  # g(x) is set beside composite ICL, not primitive
+    assert set(icl["d32-L1__0"]) == {"prim", "comp"} and 0 <= icl["d32-L1__0"]["comp"] <= 1
     role = df[(df.model == "d32-L1") & (df.target == "role")]
     assert role.accuracy.max() >= role.type_only.iloc[0] - 0.01  # a linear probe can always read the type
     assert role.control.max() > 0.9  # few token types: the Hewitt & Liang control is memorised
@@ -135,6 +138,59 @@ def test_task_vector_episodes_are_disjoint_and_the_choice_reads_dev_only():
     assert choose(tie, ["replace", "add"]) == ("replace", 0)  # ties: the first mode, the lowest layer
 
 
+def test_recombination_world_beside_the_default(runs):
+    path = run("grammar.recombination", runs, size=(32, 1), n_prompts=4, ns=[0, 2], **ONE_SEED, **TINY)
+    df = pd.read_csv(path / "tables" / "metrics.csv")
+    assert set(df.world) == {"steps_shown", "recombination"} and set(df.seed) == {0, -1}
+    ideal = df[(df.seed == -1) & (df.type == "heldout") & (df["mode"] == "generated")]
+    # the default world's posterior solves held-out pairs with steps; in the recombination world they have
+    # probability 0 with steps (undefined, blank) and chance direct
+    assert ideal[(ideal.world == "steps_shown") & (ideal.n_demos == 2)].accuracy.iloc[0] > 0.8
+    assert ideal[ideal.world == "recombination"].accuracy.isna().all()
+    c = claims(path)
+    assert {f"{w}: held-out compositions at n = 2, generated steps − direct, d32-L1"
+            for w in ("steps_shown", "recombination")} <= set(c)
+    train = sorted((runs / "grammar.train").iterdir())
+    worlds = {json.loads((p / "config.json").read_text())["config"]["world"]["heldout_in_cot"] for p in train}
+    assert worlds == {True, False}
+
+
+def test_theory_scores_every_task_type_against_the_ideal(runs):
+    path = run("grammar.theory", runs, sizes=[(32, 1)], data=[TINY["data_tokens"]], n_prompts=3, ns_max=4,
+               **ONE_SEED, **{k: v for k, v in TINY.items() if k != "data_tokens"})
+    df = pd.read_csv(path / "tables" / "curves.csv")
+    assert set(df.type) == {"prim", "comp", "heldout", "comp3", "bin"} and set(df.model) == {"d32-L1", "ideal"}
+    ideal = df[df.model == "ideal"]
+    assert (ideal.kl == 0).all()  # KL(ideal ‖ ideal)
+    assert (df[(df.model == "d32-L1") & (df.n_demos > 0)].kl > 0).all()
+    tasks = pd.read_csv(path / "tables" / "tasks.csv")
+    d = tasks.groupby("type").D.mean()
+    assert d["prim"] < d["comp"] < d["comp3"] and np.isinf(d["heldout"])  # longer derivations cost more
+    c = claims(path)
+    assert c["idealised predictor: worst task's cumulative loss − (D[τ] + R_4)"]["verdict"] == "holds"
+    assert c["rank correlation of D[τ] with the ideal predictor's cumulative loss"]["verdict"] == "holds"
+
+
+def test_theory_reports_from_a_partial_grid(runs):
+    """only_finished measures the points already in the store and never trains: the report of a grid
+    that is still running (or was interrupted)."""
+    kw = dict(n_prompts=2, ns_max=2, types=["prim", "comp3"], **ONE_SEED,
+              **{k: v for k, v in TINY.items() if k != "data_tokens"})
+    run("grammar.theory", runs, sizes=[(32, 1)], data=[TINY["data_tokens"]], **kw)  # one point trained
+    before = sorted((runs / "grammar.train").iterdir())
+    path = run("grammar.theory", runs, sizes=[(32, 1), (64, 1)], data=[TINY["data_tokens"]], only_finished=True, **kw)
+    df = pd.read_csv(path / "tables" / "curves.csv")
+    assert set(df.model) == {"d32-L1", "ideal"}  # d64-L1 of this world was never trained, and is not now
+    assert sorted((runs / "grammar.train").iterdir()) == before
+    assert "1 of 2 points" in (path / "report.html").read_text()
+    from iclab.runtime import IclabError
+
+    runs_before = sorted((runs / "grammar.theory").iterdir())
+    with pytest.raises(IclabError, match="none of the 1 grid points is trained yet; run without only_finished"):
+        run("grammar.theory", runs, sizes=[(64, 1)], data=[TINY["data_tokens"]], only_finished=True, **kw)
+    assert sorted((runs / "grammar.theory").iterdir()) == runs_before  # nothing half-written left behind
+
+
 @pytest.mark.parametrize("name, overrides, field", [
     ("grammar.icl", {"sizes": [(0, 1)]}, "sizes.0.0"),
     ("grammar.icl", {"ns": [0, 40]}, "iter_max"),
@@ -142,6 +198,10 @@ def test_task_vector_episodes_are_disjoint_and_the_choice_reads_dev_only():
     ("grammar.cot", {"size": (100, 2)}, "multiple of 32"),
     ("grammar.train", {"d_model": 100}, "multiple of 32"),
     ("grammar.taskvectors", {"task_types": ["foo"]}, "task_types.0"),
+    ("grammar.theory", {"world": {"n_triples": 0}}, "needs three-function compositions"),
+    ("grammar.theory", {"types": ["comp4"]}, "types.0"),
+    ("grammar.theory", {"world": {"n_functions": 2, "n_triples": 9}}, "make only 8 three-function"),
+    ("grammar.recombination", {"worlds": ["nowhere"]}, "worlds.0"),
 ])
 def test_bad_settings_fail_before_any_training(name, overrides, field):
     """A size, data size or prompt length the world cannot serve is a one-line config error."""

@@ -26,8 +26,9 @@ def predictor(world) -> IdealPredictor:
 
 
 @pytest.fixture(scope="module")
-def bin_world() -> World:
-    return World(WorldConfig(n_binary=1))
+def rich_world() -> World:
+    """Every task type: binary operations and three-function compositions too."""
+    return World(WorldConfig(n_binary=1, n_triples=8))
 
 
 def some_prompts(world, kind, cot, n_prompts=3, n_items=6):
@@ -90,10 +91,10 @@ def cumulative_loss(predictor, world, task, n_items=16, n_prompts=20, cot=False)
 
 
 @pytest.mark.parametrize("kind,cot", [("prim", False), ("comp", False), ("heldout", True), ("comp", True),
-                                      ("bin", False)])
-def test_cumulative_answer_loss_under_theorem_1_bound(world, predictor, bin_world, kind, cot):
-    if kind == "bin":
-        world, predictor = bin_world, IdealPredictor(bin_world)
+                                      ("bin", False), ("comp3", False)])
+def test_cumulative_answer_loss_under_theorem_1_bound(world, predictor, rich_world, kind, cot):
+    if kind in ("bin", "comp3"):
+        world, predictor = rich_world, IdealPredictor(rich_world)
     tasks = world.tasks()[kind][:6]
     assert tasks
     for task in tasks:
@@ -129,7 +130,10 @@ def test_ideal_accuracy_prim_high_heldout_chance(world, predictor):
     assert accuracy_after(predictor, world, "heldout") < 0.2
 
 
-def test_template_prior_matches_sampled_frequencies(world, predictor):
+@pytest.mark.parametrize("rich", [False, True])
+def test_template_prior_matches_sampled_frequencies(world, predictor, rich_world, rich):
+    if rich:
+        world, predictor = rich_world, IdealPredictor(rich_world)
     kinds = Counter()
     n_blocks = 0
     for doc in stream_documents(world.grammar, seed=11):
@@ -162,3 +166,55 @@ def test_predictor_rejects_bad_prompts_and_worlds(world, predictor):
         IdealPredictor(World(WorldConfig(iteration="unshared")))
     with pytest.raises(IclabError, match="shared-template"):
         IdealPredictor(World(WorldConfig(iteration="none")))
+
+
+def test_three_function_compositions_are_derivable_and_cost_more(rich_world):
+    predictor = IdealPredictor(rich_world)
+    comp3 = rich_world.tasks()["comp3"]
+    assert len(comp3) == 8 and all(t.depth == 3 for t in comp3)
+    t = comp3[0]
+    maps = rich_world.maps
+    assert all(rich_world.apply(t, x) == maps[t.f][maps[t.g][maps[t.h][x]]] for x in range(16))
+    # one template among 8 of weight 0.3 vs one among 4 of weight 1: a longer description
+    d3 = predictor.description_length(t)
+    assert d3 > predictor.description_length(rich_world.tasks()["prim"][0])
+    assert d3 == pytest.approx(-math.log(rich_world.cfg.w_comp3 / sum(
+        w for w in (1.0, 0.5, 0.5, 0.3, 0.05, 0.3)) / 8))
+    assert accuracy_after(predictor, rich_world, "comp3", n_demos=3) >= 0.95
+
+
+def test_kl_to_ideal_is_zero_for_the_ideal_and_positive_otherwise(rich_world):
+    import torch
+
+    from iclab.grammar.evaluate import answer_log_probs, kl_to_ideal
+    from iclab.models import ModelSize, build_causal_lm
+
+    predictor = IdealPredictor(rich_world)
+    model = build_causal_lm(ModelSize(d_model=32, n_layers=1), len(rich_world.vocab), seed=0).eval()
+    for kind in ("prim", "comp", "comp3", "bin", "heldout"):
+        task = rich_world.tasks()[kind][0]
+        inputs = prompt_inputs(rich_world, [task], 9, 4, seed=1)[task.name]
+        ideal = answer_log_probs(predictor, rich_world, task, inputs)  # (4, 9, V)
+        assert ideal.shape == (4, 9, len(rich_world.vocab))
+        np.testing.assert_allclose(np.exp(ideal).sum(-1), 1.0, atol=1e-9)
+        kl_self = kl_to_ideal(ideal, ideal)
+        assert kl_self.shape == (4, 9) and (kl_self == 0).all()
+        mine = answer_log_probs(model, rich_world, task, inputs)
+        kl = kl_to_ideal(ideal, mine)
+        assert np.isfinite(kl).all() and (kl > 0).all()
+        # the same divergence by hand at one position, from the model's logits
+        tokens = full_prompt(rich_world, task, inputs[0])
+        with torch.no_grad():
+            q = torch.log_softmax(model(input_ids=torch.tensor([[rich_world.token_id[s] for s in tokens]])).logits[0, 2],
+                                  -1).double().numpy()  # "->" of the first item predicts its answer
+        p = np.exp(ideal[0, 0])
+        assert kl[0, 0] == pytest.approx(float(np.sum(p[p > 0] * (np.log(p[p > 0]) - q[p > 0]))), rel=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        kl_to_ideal(ideal, mine[:, :3])
+
+
+def test_world_refuses_more_triples_than_exist():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="4 functions make only 64 three-function compositions"):
+        WorldConfig(n_triples=65)

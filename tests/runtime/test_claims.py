@@ -91,6 +91,22 @@ def test_estimates_intervals():
     assert math.isnan(Estimate.mean([]).value)
 
 
+def test_bootstrap_leaves_out_resamples_where_the_statistic_is_undefined():
+    """A rank correlation is undefined on a resample with one distinct value: those resamples are left out
+    of the interval and counted in its method, instead of the interval collapsing onto the point."""
+    from scipy import stats
+
+    def rho(a, b):
+        return float("nan") if np.ptp(a) == 0 else float(stats.spearmanr(a, b).statistic)
+
+    rng = np.random.default_rng(0)
+    a = np.r_[np.zeros(6), 1.0, 1.0]  # resamples without a 1 are constant
+    b = a + rng.normal(0, 0.5, size=8)
+    e = Estimate.bootstrap(a, b, statistic=rho, seed=0)
+    assert e.lo < e.value <= e.hi and e.hi - e.lo > 0.1
+    assert "resamples undefined, left out" in e.method
+
+
 def test_claims_round_trip_and_verdicts_are_never_read_back():
     c = value_claim(Estimate(1.02, 0.95, 1.08))
     d = c.to_dict()

@@ -123,3 +123,27 @@ def generated_cot(model, world: World, task: Task, inputs: list[list[int]], n: i
     y_true = np.asarray([world.obj(world.apply(task, xs[n])) for xs in inputs])
     final = (step == step_id) & (y == y_true)
     return final, z == z_true
+
+
+def answer_log_probs(source, world: World, task: Task, inputs: list[list[int]], *, batch: int = 128) -> np.ndarray:
+    """(P, n_items, V) log P(· | prefix) at every answer position of full direct prompts, for a trained model
+    or for the idealised predictor (`source` an `IdealPredictor`): the whole next-token distribution, which
+    is what a divergence from the ideal needs (accuracy and the true answer's loss see one entry of it)."""
+    prompts = [full_prompt(world, task, xs) for xs in inputs]
+    y_pos, _ = _positions(len(inputs[0]), False)
+    if isinstance(source, IdealPredictor):
+        with np.errstate(divide="ignore"):  # the ideal gives zero probability to impossible tokens: log 0 = -inf
+            return np.stack([np.log(source.predict(p)[y_pos]) for p in prompts])
+    return _log_softmax_batches(source, _ids(world, prompts), batch).numpy()[:, y_pos].astype(np.float64)
+
+
+def kl_to_ideal(ideal_logp: np.ndarray, model_logp: np.ndarray) -> np.ndarray:
+    """KL(ideal ‖ model) in nats at every position: Σ_v p (log p − log q) over the vocabulary, with
+    0 · log 0 = 0. Inputs (..., V) from `answer_log_probs`; output (...). Infinite where the model gives
+    zero probability to a token the ideal allows."""
+    if ideal_logp.shape != model_logp.shape:
+        raise ValueError(f"shapes differ: ideal {ideal_logp.shape}, model {model_logp.shape}")
+    p = np.exp(ideal_logp)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(p > 0, p * (ideal_logp - model_logp), 0.0)
+    return terms.sum(-1)

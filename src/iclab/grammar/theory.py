@@ -27,11 +27,12 @@ from .world import EOS, END, SEP_EX, SEP_IO, SEP_STEP, Task, World
 
 @dataclass(frozen=True)
 class Template:
-    kind: str  # prim | comp | cot | bin | rand
+    kind: str  # prim | comp | cot | comp3 | bin | rand
     f: int = -1
     g: int = -1
     j: int = -1
     c: int = -1
+    h: int = -1
 
 
 class IdealPredictor:
@@ -48,6 +49,7 @@ class IdealPredictor:
             ("prim", cfg.w_prim, [Template("prim", f) for f in range(K)]),
             ("comp", cfg.w_comp, [Template("comp", f, g) for f, g in world.seen_pairs]),
             ("cot", cfg.w_cot, [Template("cot", f, g) for f, g in world.cot_pairs]),
+            ("comp3", cfg.w_comp3, [Template("comp3", f, g, h=h) for f, g, h in world.triples]),
             ("bin", cfg.w_bin if NB else 0.0, [Template("bin", j=j, c=c) for j in range(NB) for c in range(N)]),
             ("rand", cfg.w_rand, [Template("rand")]),
         ]
@@ -71,6 +73,8 @@ class IdealPredictor:
                 self.first[i] = maps[t.f]
             elif t.kind == "comp":
                 self.first[i] = maps[t.f][maps[t.g]]
+            elif t.kind == "comp3":
+                self.first[i] = maps[t.f][maps[t.g][maps[t.h]]]
             elif t.kind == "cot":
                 self.first[i] = maps[t.g]
                 self.then[i] = maps[t.f]
@@ -88,6 +92,8 @@ class IdealPredictor:
             t = Template("prim", task.f)
         elif task.kind in ("comp", "heldout"):
             t = Template("cot" if cot else "comp", task.f, task.g)
+        elif task.kind == "comp3":
+            t = Template("comp3", task.f, task.g, h=task.h)
         else:
             t = Template("bin", j=task.j, c=task.c)
         return t if t in self.index else None

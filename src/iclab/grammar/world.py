@@ -41,6 +41,8 @@ class WorldConfig(BaseModel):
     n_objects: int = Field(16, ge=2, le=10_000, description="Object tokens o0..o{N-1}: the attribute values.")
     n_functions: int = Field(4, ge=1, le=1000, description="Unary functions F0.., each a fixed random map.")
     n_binary: int = Field(0, ge=0, le=100, description="Binary operations G0.., used with a bound constant.")
+    n_triples: int = Field(0, ge=0, le=100_000, description="Three-function compositions f∘g∘h shown direct "
+                           "(a random set of the K³ ordered triples); 0: compositions have two functions.")
     n_words: int = Field(16, ge=3, le=10_000, description="Free-text words w0.. (split into nouns, adjectives, verbs).")
     heldout_fraction: float = Field(1 / 3, ge=0, lt=1,
                                     description="Share of composite pairs (f, g) never iterated in direct form.")
@@ -56,6 +58,7 @@ class WorldConfig(BaseModel):
     w_comp: float = Field(0.5, ge=0, description="Template weight: composition, direct (seen pairs only).")
     w_cot: float = Field(0.5, ge=0, description="Template weight: composition with its intermediate step shown.")
     w_bin: float = Field(0.3, ge=0, description="Template weight: binary operation with a bound constant.")
+    w_comp3: float = Field(0.3, ge=0, description="Template weight: three-function composition, direct.")
     w_rand: float = Field(0.05, ge=0, description="Template weight: unrelated random pairs (no shared function).")
     iter_alpha: float = Field(1.5, ge=0, description="ITER copies n ~ n^-alpha on [iter_min, iter_max].")
     iter_min: int = Field(2, ge=1, description="Fewest copies of an ITER.")
@@ -73,6 +76,10 @@ class WorldConfig(BaseModel):
             raise ValueError("iter_min must be <= iter_max")
         if self.p_iter + self.p_facts + self.p_free <= 0:
             raise ValueError("at least one block weight (p_iter, p_facts, p_free) must be > 0")
+        if self.n_triples > self.n_functions ** 3:
+            raise ValueError(f"n_triples = {self.n_triples}, but {self.n_functions} functions make only "
+                             f"{self.n_functions ** 3} three-function compositions; lower n_triples or raise "
+                             "n_functions")
         return self
 
 
@@ -80,12 +87,18 @@ class WorldConfig(BaseModel):
 class Task:
     """An ICL task of the world: a name, its type, and the map it computes (and its intermediate step)."""
 
-    name: str  # e.g. "prim:F3", "comp:F1.F4" (= F1(F4(x))), "bin:G0.o5"
-    kind: Literal["prim", "comp", "heldout", "bin"]
+    name: str  # e.g. "prim:F3", "comp:F1.F4" (= F1(F4(x))), "comp3:F1.F4.F0", "bin:G0.o5"
+    kind: Literal["prim", "comp", "heldout", "comp3", "bin"]
     f: int
     g: int = -1  # inner function of a composition
     j: int = -1  # binary operation
     c: int = -1  # its bound constant
+    h: int = -1  # innermost function of a three-function composition: f(g(h(x)))
+
+    @property
+    def depth(self) -> int:
+        """Functions composed: 1 for a primitive (and a binary operation), 2 or 3 for compositions."""
+        return 1 + (self.g >= 0) + (self.h >= 0)
 
 
 class World:
@@ -104,6 +117,8 @@ class World:
         self.seen_pairs = sorted(pairs[n_held:])
         self.cot_pairs = sorted(pairs) if cfg.heldout_in_cot else list(self.seen_pairs)
         self._check_components()
+        triples = [(f, g, h) for f in range(K) for g in range(K) for h in range(K)]  # own stream: the maps and
+        self.triples = sorted(random.Random(f"iclab-world-{cfg.seed}-triples").sample(triples, cfg.n_triples))
         self.vocab = ([PAD, EOS, SEP_IO, SEP_STEP, SEP_EX, END] + [f"o{i}" for i in range(N)]
                       + [f"F{k}" for k in range(K)] + [f"G{j}" for j in range(cfg.n_binary)]
                       + [f"w{i}" for i in range(cfg.n_words)])
@@ -133,11 +148,13 @@ class World:
     def apply(self, task: Task, x: int) -> int:
         if task.kind == "bin":
             return self.bins[task.j][x][task.c]
+        if task.h >= 0:
+            x = self.maps[task.h][x]
         return self.maps[task.f][self.maps[task.g][x]] if task.g >= 0 else self.maps[task.f][x]
 
     def mid(self, task: Task, x: int) -> int:
-        """The intermediate value g(x) of a composition (-1 for other tasks)."""
-        return self.maps[task.g][x] if task.g >= 0 else -1
+        """The intermediate value g(x) of a two-function composition (-1 for other tasks)."""
+        return self.maps[task.g][x] if task.g >= 0 and task.h < 0 else -1
 
     # -- tasks -----------------------------------------------------------------------------
     def tasks(self) -> dict[str, list[Task]]:
@@ -146,6 +163,7 @@ class World:
             "prim": [Task(f"prim:F{f}", "prim", f) for f in range(self.cfg.n_functions)],
             "comp": [Task(f"comp:F{f}.F{g}", "comp", f, g) for f, g in self.seen_pairs],
             "heldout": [Task(f"heldout:F{f}.F{g}", "heldout", f, g) for f, g in self.heldout_pairs],
+            "comp3": [Task(f"comp3:F{f}.F{g}.F{h}", "comp3", f, g, h=h) for f, g, h in self.triples],
         }
         if self.cfg.n_binary:
             out["bin"] = [Task(f"bin:G{j}.o{c}", "bin", -1, j=j, c=c)
@@ -159,7 +177,7 @@ class World:
         free = c.iteration == "unshared"  # the ablation: every copy draws its own template
         objects = list(range(N))
         tables = dict(maps=self.maps, bins=self.bins, objects=objects, functions=list(range(K)),
-                      binops=list(range(NB)), seen=self.seen_pairs, cotpairs=self.cot_pairs)
+                      binops=list(range(NB)), seen=self.seen_pairs, cotpairs=self.cot_pairs, triples=self.triples)
         tags = {"task": lambda e: e.task, "mid": lambda e: e.mid, "xval": lambda e: e.x}  # latent, per token
 
         def template(kind: str, weight: float, items: list, task) -> Rule:
@@ -168,20 +186,26 @@ class World:
 
         templates = [
             template("prim", c.w_prim, [Sample("f", "functions", free=free), Let("g", -1), Let("j", -1),
-                                        Let("c", -1)], lambda e: f"prim:F{e.f}"),
+                                        Let("c", -1), Let("h", -1)], lambda e: f"prim:F{e.f}"),
             template("comp", c.w_comp if self.seen_pairs else 0.0,
                      [Sample("fg", "seen", free=free), Let("f", lambda e: e.fg[0]), Let("g", lambda e: e.fg[1]),
-                      Let("j", -1), Let("c", -1)], lambda e: f"comp:F{e.f}.F{e.g}"),
+                      Let("j", -1), Let("c", -1), Let("h", -1)], lambda e: f"comp:F{e.f}.F{e.g}"),
             template("cot", c.w_cot if self.cot_pairs else 0.0,
                      [Sample("fg", "cotpairs", free=free), Let("f", lambda e: e.fg[0]),
-                      Let("g", lambda e: e.fg[1]), Let("j", -1), Let("c", -1)], lambda e: f"cot:F{e.f}.F{e.g}"),
+                      Let("g", lambda e: e.fg[1]), Let("j", -1), Let("c", -1), Let("h", -1)],
+                     lambda e: f"cot:F{e.f}.F{e.g}"),
             template("bin", c.w_bin if NB else 0.0,
-                     [Let("f", -1), Let("g", -1), Sample("j", "binops", free=free), Sample("c", "objects", free=free)],
-                     lambda e: f"bin:G{e.j}.o{e.c}"),
-            template("rand", c.w_rand, [Let("f", -1), Let("g", -1), Let("j", -1), Let("c", -1)], "rand"),
+                     [Let("f", -1), Let("g", -1), Sample("j", "binops", free=free), Sample("c", "objects", free=free),
+                      Let("h", -1)], lambda e: f"bin:G{e.j}.o{e.c}"),
+            template("rand", c.w_rand, [Let("f", -1), Let("g", -1), Let("j", -1), Let("c", -1), Let("h", -1)],
+                     "rand"),
+            template("comp3", c.w_comp3 if self.triples else 0.0,
+                     [Sample("fgh", "triples", free=free), Let("f", lambda e: e.fgh[0]), Let("g", lambda e: e.fgh[1]),
+                      Let("h", lambda e: e.fgh[2]), Let("j", -1), Let("c", -1)],
+                     lambda e: f"comp3:F{e.f}.F{e.g}.F{e.h}"),
         ]
         templates = [r for r in templates if r.weight > 0]
-        out_args = {k: k for k in ("kind", "f", "g", "j", "c", "x", "task")}
+        out_args = {k: k for k in ("kind", "f", "g", "j", "c", "h", "x", "task")}
 
         def y_emit(value) -> list:
             return [Let("y", value), Let("mid", lambda e: e.maps[e.g][e.x] if e.kind == "comp" else -1),
@@ -198,14 +222,14 @@ class World:
                 Rule([Call("FREE")], c.p_free, name="free"),
             ] if r.weight > 0]),
             Nonterminal("ITEM", [Rule([
-                Call("TEMPLATE", out=("kind", "f", "g", "j", "c", "task")),
+                Call("TEMPLATE", out=("kind", "f", "g", "j", "c", "h", "task")),
                 Sample("x", "objects", free=True),
                 Let("mid", lambda e: e.maps[e.g][e.x] if e.kind == "comp" else -1),
                 Emit(lambda e: f"o{e.x}", "x", tags),
                 Emit(SEP_IO, "sep_io", tags),
                 Call("OUT", args=out_args),
             ], name="item")]),
-            Nonterminal("TEMPLATE", templates, returns=("kind", "f", "g", "j", "c", "task"), free=free),
+            Nonterminal("TEMPLATE", templates, returns=("kind", "f", "g", "j", "c", "h", "task"), free=free),
             Nonterminal("OUT", [
                 Rule(y_emit(lambda e: e.maps[e.f][e.x]), when=lambda e: e.kind == "prim", name="prim"),
                 Rule(y_emit(lambda e: e.maps[e.f][e.maps[e.g][e.x]]), when=lambda e: e.kind == "comp", name="comp"),
@@ -214,6 +238,8 @@ class World:
                       Let("y", lambda e: e.maps[e.f][e.z]), Emit(lambda e: f"o{e.y}", "y", tags)],
                      when=lambda e: e.kind == "cot", name="cot"),
                 Rule(y_emit(lambda e: e.bins[e.j][e.x][e.c]), when=lambda e: e.kind == "bin", name="bin"),
+                Rule(y_emit(lambda e: e.maps[e.f][e.maps[e.g][e.maps[e.h][e.x]]]), when=lambda e: e.kind == "comp3",
+                     name="comp3"),
                 Rule([Sample("yr", "objects", free=True)] + y_emit(lambda e: e.yr), when=lambda e: e.kind == "rand",
                      name="rand"),
             ], params=tuple(out_args)),

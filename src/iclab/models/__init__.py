@@ -13,6 +13,12 @@ causal LMs trained from scratch on a token corpus.
     history = train_causal_lm(model, tokens, TrainConfig(epochs=2), ckpt_dir=run / "ckpt")  # resumable
 """
 
+import os as _os
+
+# cuBLAS is deterministic only with a fixed workspace, which must be chosen before CUDA starts
+# (train_causal_lm turns deterministic algorithms on; harmless on CPU).
+_os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 from ._architecture import (ArchitectureMap, architecture_map, attention_out, decoder_blocks, final_norm,
                             residual_to_logits)
 from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype

@@ -222,17 +222,23 @@ class _Step:
 
 
 @contextlib.contextmanager
-def _deterministic_cpu_kernels() -> Iterator[None]:
-    """Deterministic algorithms while training on CPU. Without them torch.compile's multi-threaded
-    CPU kernels reduce in a thread-timing-dependent order: two 2-thread runs of the same seed
-    differed by 1e-7 after 70 steps, and by 0.06 nats of validation loss after 1220 (d128-L4).
-    Measured cost: none (21.0-21.5k tokens/s either way, d128-L4, batch 16×128)."""
+def _deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms while training. On CPU, without them torch.compile's multi-threaded
+    kernels reduce in a thread-timing-dependent order: two 2-thread runs of the same seed differed by
+    1e-7 after 70 steps, and by 0.06 nats of validation loss after 1220 (d128-L4). Measured cost: none
+    (21.0-21.5k tokens/s either way, d128-L4, batch 16×128). On CUDA the same switch makes cuBLAS use a
+    fixed workspace (CUBLAS_WORKSPACE_CONFIG, set by `iclab.models` at import when unset) and picks
+    deterministic kernels where torch has them; `warn_only` because a few backward kernels (some SDPA
+    ones) have no deterministic version: `scripts/gpu_grammar_bench.py` checks two runs of one seed
+    for bitwise-equal losses on the GPU it runs on. Same seed, GPU model and torch/CUDA versions give
+    the same model; another GPU or version may not."""
     before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -404,7 +410,7 @@ def train_causal_lm(
     n_pending, interval_s, interval_tokens = pending["count"], 0.0, 0
     step_tokens = cfg.batch_size * cfg.seq_len
     model.train()
-    with _deterministic_cpu_kernels() if device.type == "cpu" else contextlib.nullcontext():
+    with _deterministic_kernels(device):
         try:
             for step in range(start, total):
                 t0 = time.perf_counter()

@@ -23,6 +23,7 @@ from checks of our own code (`sanity`) and sizes and speed (`engineering`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,13 +112,21 @@ class Estimate:
             out = np.array([stat(*row) for row in zip(*flat)])
             return out.reshape(xs[0].shape[:-1])
 
-        res = stats.bootstrap(tuple(arrays), vectorised, n_resamples=n_resamples, confidence_level=level,
-                              method="percentile", paired=paired and len(arrays) > 1, vectorized=True,
-                              random_state=np.random.default_rng(seed))
+        with warnings.catch_warnings():  # a statistic undefined on some resamples: handled below
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            res = stats.bootstrap(tuple(arrays), vectorised, n_resamples=n_resamples, confidence_level=level,
+                                  method="percentile", paired=paired and len(arrays) > 1, vectorized=True,
+                                  random_state=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        method = f"{level:.0%} bootstrap over {n} {unit}"
+        dist = np.asarray(res.bootstrap_distribution, dtype=float)
+        finite = dist[np.isfinite(dist)]
+        if 0 < finite.size < dist.size:  # e.g. a rank correlation of a resample with one distinct value
+            lo, hi = (float(q) for q in np.quantile(finite, [(1 - level) / 2, (1 + level) / 2]))
+            method += f" ({dist.size - finite.size} of {dist.size} resamples undefined, left out)"
         if not (math.isfinite(lo) and math.isfinite(hi)):  # a constant sample: every resample is the value
             lo = hi = value
-        return cls(value, min(lo, value), max(hi, value), n, f"{level:.0%} bootstrap over {n} {unit}")
+        return cls(value, min(lo, value), max(hi, value), n, method)
 
     @classmethod
     def proportion(cls, k: int, n: int, *, level: float = 0.95, unit: str = "prompts") -> Estimate:

@@ -65,12 +65,12 @@ class ResearchLine:
 # The research lines, keyed by experiment-name prefix: the one place their names and papers live.
 RESEARCH_LINES = {
     "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
-                              "Li, Bai, Huang 2024, Spin glass model of in-context learning", 7),
+                              "Li, Bai, Huang 2024, Spin glass model of in-context learning", 5),
     "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
                                 "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 8),
     "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
                             "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",
-                            9),
+                            17),
 }
 OTHER_LINE = ResearchLine("other", "Other experiments", "modules in ICLAB_EXPERIMENTS",
                           "experiments outside the three research lines, e.g. your own")
@@ -101,6 +101,9 @@ class Experiment:
     paper: str  # citation of the figure / table reproduced
     description: str = ""
     reproduce: bool = True  # False: a tool (run on the user's own model), left out of `iclab reproduce`
+    # Minutes of its quick preset on 2 cores, for an experiment that shares no trained model with the rest of
+    # its line: `iclab reproduce` may then run it in another lane than its line (None: with its line).
+    lane_minutes: float | None = None
     draw: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> figures
     judge: Callable[[Any, "Results", "RunContext"], None] | None = None  # saved results -> claims
 
@@ -159,6 +162,7 @@ def experiment(
     title: str,
     paper: str,
     reproduce: bool = True,
+    lane_minutes: float | None = None,
 ) -> Callable[[Callable[[Any, RunContext], None]], Experiment]:
     """Register `fn(cfg, ctx)` as the compute step of experiment `name` (e.g. ``"spinglass.fig4b"``);
     the returned Experiment's `.figures` and `.verdicts` decorators register the other two steps."""
@@ -168,7 +172,8 @@ def experiment(
     def deco(fn: Callable[[Any, RunContext], None]) -> Experiment:
         if name in _REGISTRY:
             raise RuntimeError(f"experiment {name} registered twice")
-        exp = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""), reproduce)
+        exp = Experiment(name, config, fn, presets, title, paper, inspect.cleandoc(fn.__doc__ or ""), reproduce,
+                         lane_minutes)
         _REGISTRY[name] = exp
         return exp
 

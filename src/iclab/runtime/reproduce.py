@@ -32,17 +32,26 @@ def selected(only: str | None) -> list[str]:
 
 
 def lanes(names: list[str], jobs: int) -> list[list[str]]:
-    """Research lines spread over at most `jobs` lanes, heaviest line first onto the lightest lane
-    (longest-processing-time first), by each line's declared `quick_minutes`."""
-    lines: dict[str, list[str]] = {}
+    """Research lines spread over at most `jobs` lanes, heaviest first onto the lightest lane
+    (longest-processing-time first), by each line's declared `quick_minutes`. An experiment with its own
+    `lane_minutes` (it shares no model with its line) is placed on its own, after its line's others."""
+    registry = load_experiments()
+    groups: dict[str, list[str]] = {}
+    minutes: dict[str, float] = {}
     for n in names:
-        lines.setdefault(n.split(".", 1)[0], []).append(n)
-    out: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(lines))))]
+        exp = registry.get(n)
+        if exp is not None and exp.lane_minutes is not None:
+            groups[n], minutes[n] = [n], exp.lane_minutes
+        else:
+            line = n.split(".", 1)[0]
+            groups.setdefault(line, []).append(n)
+            minutes[line] = research_line(f"{line}.x").quick_minutes
+    out: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(groups))))]
     load = [0.0] * len(out)
-    for line in sorted(lines, key=lambda l: -research_line(f"{l}.x").quick_minutes):
+    for g in sorted(groups, key=lambda g: -minutes[g]):
         i = load.index(min(load))
-        out[i] += lines[line]
-        load[i] += research_line(f"{line}.x").quick_minutes
+        out[i] += groups[g]
+        load[i] += minutes[g]
     return [lane for lane in out if lane]
 
 

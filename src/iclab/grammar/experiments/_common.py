@@ -42,6 +42,16 @@ PAPER_DATA = [1_000_000, 10_000_000, 100_000_000]
 PAPER_WORLD = dict(n_objects=64, n_functions=16, n_binary=2, n_words=64)
 PAPER_TRAINING = dict(world=PAPER_WORLD, seq_len=256, batch_size=64, lr=6e-4, warmup_steps=1000)  # GPU scale
 
+# grammar.theory: the quick world with every task type (a binary operation, three-function compositions)
+THEORY_WORLD = dict(n_binary=1, n_triples=8)
+# The medium preset (grammar.theory): 5 sizes over 128× parameters, 3 data sizes over 10×, 3 seeds, on 2 CPU
+# cores in under 2 hours. Its world has 24 objects and 6 maps: 6 primitives, 24 seen and 12 held-out pairs, 24
+# triples and 24 bound binary tasks, so 576 primitive facts and 24³ binary facts are too many to look up from
+# a handful of ICL prompts seen in training: a prompt is only solved by identifying its template in context.
+MEDIUM_SIZES = [(32, 1), (64, 2), (96, 3), (128, 4), (192, 4)]  # 0.02M .. 2.3M parameters
+MEDIUM_DATA = [400_000, 1_300_000, 4_000_000]
+MEDIUM_WORLD = dict(n_objects=24, n_functions=6, n_binary=1, n_triples=24)
+
 Size = tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]  # (d_model, n_layers)
 DataTokens = Annotated[int, Field(ge=1000)]
 

@@ -11,7 +11,7 @@ from iclab.runtime import Results, RunContext, experiment
 from iclab.runtime.plots import subplots
 
 from ..corpus import sample_corpus
-from ..evaluate import prompt_inputs
+from ..evaluate import model_curve, prompt_inputs
 from ..probes import ProbeResult, fit_probes
 from ..prompts import prompt_tokens
 from ..world import ROLES, World
@@ -40,8 +40,11 @@ from ._common import (
 )
 
 TARGETS = {"role": "token role (x, y, z, separators, facts, words)",
+           "iter_index": "iteration index at an input x (copies 0–6, and 7 or later)",
            "template": "template τ at '->' (copy ≥ 3 of an ITER)",
            "mid": "hidden g(x) at the query's '->' (direct composite prompts)"}
+ITER_CLASSES = 8  # the iteration-index probe's classes: copies 0..6 and "7 or later" (long lists are rare)
+ICL_OF = {"role": "prim", "iter_index": "prim", "template": "prim", "mid": "comp"}  # the ICL each probe is set beside
 PAPER = "Hahn & Goyal 2023, abstract (claim 8 in compositional_icl.md §1); probe protocol ours (§5)"
 OVER_RANDOM = 0.1  # accuracy above the random-init model that counts as "the probe finds structure" (declared)
 
@@ -103,6 +106,9 @@ def probe_model(model, data: dict, cfg: ProbesConfig) -> dict[str, ProbeResult]:
     ids, docs = c.ids[:n], c.doc[:n]
     keep = np.arange(n) % cfg.seq_len >= 1  # the first position of a window has no context
     out = {"role": fit_probes(H[keep], c.role[:n][keep], types=ids[keep], groups=docs[keep], target="role", **kw)}
+    xs = (c.role[:n] == ROLES.index("x")) & (c.iter_index[:n] >= 0) & keep  # the inputs of ITER copies
+    out["iter_index"] = fit_probes(H[xs], np.minimum(c.iter_index[:n][xs], ITER_CLASSES - 1), types=ids[xs],
+                                   groups=docs[xs], target="iter_index", **kw)
     task = c.tags["task"][:n]
     rand = c.tag_values["task"].index("rand") if "rand" in c.tag_values["task"] else -2
     sel = (c.role[:n] == ROLES.index("sep_io")) & (c.iter_index[:n] >= 2) & (task >= 0) & (task != rand) & keep
@@ -111,6 +117,13 @@ def probe_model(model, data: dict, cfg: ProbesConfig) -> dict[str, ProbeResult]:
     P = hidden_states(model, data["prompts"])[:, -1]  # (P, L+1, D) at the query's "->"
     out["mid"] = fit_probes(P, data["mids"], types=data["queries"], groups=np.arange(len(P)), target="mid", **kw)
     return out
+
+
+def composite_icl(model, world: World, cfg: ProbesConfig, n: int = 8) -> float:
+    """Accuracy on seen compositions, direct, after n demonstrations: the ICL the g(x) probe is set beside."""
+    tasks = world.tasks()["comp"]
+    inputs = prompt_inputs(world, tasks, n + 1, cfg.mid_prompts, cfg.seed, stream="probe-icl")
+    return float(np.mean([model_curve(model, world, t, inputs[t.name]).correct[:, n].mean() for t in tasks]))
 
 
 def chosen_counts(r: ProbeResult) -> tuple[int, np.ndarray]:
@@ -157,7 +170,7 @@ def compute(cfg: ProbesConfig, ctx: RunContext) -> None:
         model, world, _ = load_point(run, cfg.device)
         if data is None:  # the same tokens for every model (the worlds are equal)
             data = probe_datasets(world, cfg)
-        icl[key(name_of(size), s)] = metrics_of(run)["prim_acc"][8]
+        icl[key(name_of(size), s)] = dict(prim=metrics_of(run)["prim_acc"][8], comp=composite_icl(model, world, cfg))
         record(name_of(size), s, True, probe_model(model, data, cfg))
         ctx.log(f"probed {name_of(size)}, training seed {s}")
     d, L = cfg.size
@@ -201,14 +214,15 @@ def figures(cfg: ProbesConfig, res: Results, ctx: RunContext) -> None:
     axes[0, 0].legend(fontsize=6)
     ax = axes[0, -1]
     trained = chosen[chosen.trained.astype(str) == "True"]
-    for target in ("template", "mid"):
+    for target, label in (("template", "τ vs primitive ICL"), ("iter_index", "iteration index vs primitive ICL"),
+                          ("mid", "g(x) vs composite ICL")):
         t = trained[trained.target == target]
-        x = [icl[key(m, s)] for m, s in zip(t.model, t.seed)]
-        ax.scatter(x, t.accuracy, label=target)
+        x = [icl[key(m, s)][ICL_OF[target]] for m, s in zip(t.model, t.seed)]
+        ax.scatter(x, t.accuracy, label=label)
         for m, s, xi, yi in zip(t.model, t.seed, x, t.accuracy):
             ax.annotate(f"{m}/{s}", (xi, yi), fontsize=5)
-    ax.set(xlabel="primitive ICL accuracy (8 demos)", ylabel="probe accuracy (dev-chosen layer, test)",
-           title="probe vs ICL")
+    ax.set(xlabel="ICL accuracy, 8 demos (primitive; composite for g(x))",
+           ylabel="probe accuracy (dev-chosen layer, test)", title="probe vs ICL")
     ax.legend(fontsize=7)
     ctx.figure(fig, "probes", caption=(
         f"Test accuracy of linear probes per layer ({cfg.probe_tokens:,} corpus tokens; {cfg.mid_prompts} prompts "
