@@ -120,7 +120,28 @@ def test_probes_against_their_baselines_and_task_vectors_run(runs):
     per_layer = pd.read_csv(path / "tables" / "per_layer.csv")
     assert set(per_layer.layer) == {0} and set(per_layer["mode"]) == {"replace", "add"}
     assert set(per_layer.split) == {"dev", "test"} and np.isfinite(per_layer.tv).all()
+    heads = pd.read_csv(path / "tables" / "heads.csv")  # d32-L1: one layer of one head, per task
+    assert len(heads) == len(World(WorldConfig()).tasks()["prim"]) + len(World(WorldConfig()).tasks()["comp"])
+    assert np.isfinite(heads.aie).all() and (heads.aie.abs() <= 1).all()
     assert claims(path)["test episodes that are also dev episodes"]["verdict"] == "holds"
+
+
+def test_head_effects_vanish_when_the_patch_is_the_heads_own_output():
+    """One episode with one demonstration: the shuffled prompt is the clean one and the mean is that prompt's
+    own head output, so every head's indirect effect is zero; with real shuffles on a random model they are
+    small but not all zero (the patch reaches the answer)."""
+    from iclab.grammar.experiments.taskvectors import draw_episodes, head_effects
+    from iclab.models import ModelSize, build_causal_lm
+
+    world = World(WorldConfig())
+    model = build_causal_lm(ModelSize(d_model=64, n_layers=2), len(world.vocab), seed=0).eval()
+    task = world.tasks()["prim"][0]
+    dev, _ = draw_episodes(world, task, k=1, n_dummy=1, n_dev=1, n_test=1, seed=0)
+    e = head_effects(model, world, task, dev, k=1, seed=0)
+    assert e.shape == (1, 2, 2) and np.abs(e).max() < 1e-6
+    dev, _ = draw_episodes(world, task, k=6, n_dummy=1, n_dev=8, n_test=1, seed=0)
+    e = head_effects(model, world, task, dev, k=6, seed=0)
+    assert e.shape == (8, 2, 2) and np.abs(e).max() > 0
 
 
 def test_task_vector_episodes_are_disjoint_and_the_choice_reads_dev_only():

@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 from pydantic import Field
 
-from iclab.models import Batch, forward_last, patch_residual, record_residual
+from iclab.models import Batch, forward_last, head_geometry, patch_heads, patch_residual, record_heads, record_residual
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime.plots import heatmap, subplots
 from iclab.runtime.seeding import make_rng
 
 from ..prompts import draw_inputs, prompt_tokens
@@ -110,6 +110,40 @@ def task_vector_scores(model, world: World, task: Task, episodes: list[list[int]
     return out
 
 
+@torch.no_grad()
+def head_effects(model, world: World, task: Task, episodes: list[list[int]], k: int, seed: int) -> np.ndarray:
+    """Todd et al.'s indirect effect of every head, in our format: each head's mean output at the query's
+    "->" over clean ICL prompts is written into prompts whose demonstrations' answers are shuffled, and
+    the gain in the true answer's probability is recorded. Returns (P, n_layers, n_heads) per prompt."""
+    n_layers, n_heads, head_dim = head_geometry(model)
+    rng = make_rng(seed, "head-effects", task.name)
+    clean = [prompt_tokens(world, task, xs[:k + 1]) for xs in episodes]
+    corrupt = []
+    for xs in episodes:
+        ys = [world.apply(task, x) for x in xs[:k]]
+        perm = rng.permutation(k) if k > 1 else np.arange(k)
+        tokens = ["<eos>"]
+        for x, j in zip(xs[:k], perm):
+            tokens += [f"o{x}", "->", f"o{ys[j]}", ";"]
+        corrupt.append(tokens + [f"o{xs[k]}", "->"])
+    answers = torch.tensor([world.obj(world.apply(task, xs[k])) for xs in episodes])
+    with record_heads(model) as rec:
+        forward_last(model, _ids(world, clean))
+    means = rec.values.mean(0)  # (L, H, d): the task's mean head outputs at the query's "->"
+    batch = _ids(world, corrupt)
+    logits, _ = forward_last(model, batch)
+    base = torch.softmax(logits.float(), -1)[torch.arange(len(episodes)), answers]  # (P,)
+    P, n = len(episodes), n_layers * n_heads
+    layers = torch.arange(n_layers).repeat_interleave(n_heads).repeat(P)  # rows: prompt-major, then (layer, head)
+    heads = torch.arange(n_heads).repeat(n_layers).repeat(P)
+    values = means[layers, heads]  # (P * n, d)
+    rows = Batch(batch.input_ids.repeat_interleave(n, 0), batch.attention_mask.repeat_interleave(n, 0))
+    with patch_heads(model, values, layers, heads):
+        logits, _ = forward_last(model, rows)
+    patched = torch.softmax(logits.float(), -1)[torch.arange(P * n), answers.repeat_interleave(n)]
+    return (patched.view(P, n_layers, n_heads) - base[:, None, None]).numpy()
+
+
 def choose(dev: dict[str, np.ndarray], modes: list[str]) -> tuple[str, int]:
     """(mode, layer) with the best mean dev accuracy (ties: the first mode, then the lowest layer).
     Reads the dev episodes only: the test episodes are scored at this choice."""
@@ -132,7 +166,7 @@ def compute(cfg: TaskVectorConfig, ctx: RunContext) -> None:
     baseline. As in Hendel et al., the layer (and here the patch mode) is chosen on dev episodes and
     scored on separate test episodes."""
     runs = train_points(ctx, cfg, [pretrain_config(cfg, size, cfg.data_tokens) for size in cfg.sizes])
-    per_layer, metrics, test, shared = [], [], {}, 0
+    per_layer, metrics, test, shared, heads, effects_of = [], [], {}, 0, [], {}
     for size, run in zip(cfg.sizes, runs):
         model, world, _ = load_point(run, cfg.device)
         tasks = world.tasks()
@@ -143,6 +177,11 @@ def compute(cfg: TaskVectorConfig, ctx: RunContext) -> None:
                 shared += shared_episodes(dev, tst, cfg.k)
                 scores["dev"].append(task_vector_scores(model, world, task, dev, cfg.k, cfg.modes))
                 scores["test"].append(task_vector_scores(model, world, task, tst, cfg.k, cfg.modes))
+                effects = head_effects(model, world, task, dev, cfg.k, cfg.seed)  # (P, L, H), dev episodes
+                effects_of[key(name_of(size), kind, task.name)] = effects
+                heads += [dict(size=name_of(size), type=kind, task=task.name, layer=layer, head=h,
+                               aie=float(effects[:, layer, h].mean()))
+                          for layer in range(effects.shape[1]) for h in range(effects.shape[2])]
             split = {name: {m: np.concatenate([s[m] for s in ss], -1) for m in ss[0]} for name, ss in scores.items()}
             for name, s in split.items():  # every layer and mode, both splits (the figure)
                 per_layer += [dict(size=name_of(size), n_layers=size[1], type=kind, split=name, mode=m, layer=layer,
@@ -159,6 +198,8 @@ def compute(cfg: TaskVectorConfig, ctx: RunContext) -> None:
                                 baseline=float(t["baseline"].mean())))
     ctx.table(pd.DataFrame(per_layer), "per_layer")
     ctx.table(pd.DataFrame(metrics), "metrics")
+    ctx.table(pd.DataFrame(heads), "heads")
+    ctx.arrays("head_effects", **effects_of)
     ctx.arrays("test", **test)
     ctx.json("episodes", {"per_split_and_task": cfg.n_prompts, "shared_between_dev_and_test": shared})
     ctx.note("In these shallow models the last position's state at a layer also carries the dummy query x' (the "
@@ -193,6 +234,21 @@ def figures(cfg: TaskVectorConfig, res: Results, ctx: RunContext) -> None:
         f"{cfg.n_prompts} dev and {cfg.n_prompts} test episodes per task, models trained on {cfg.data_tokens:,} "
         f"tokens, training seed {cfg.seed}."))
 
+    heads = res.table("heads")
+    sizes = list(dict.fromkeys(heads["size"]))
+    fig, axes = subplots(len(cfg.task_types), len(sizes), size=(2.6, 2.4))
+    for row, kind in enumerate(cfg.task_types):
+        for ax, size in zip(axes[row], sizes):
+            d = heads[(heads["size"] == size) & (heads.type == kind)].groupby(["layer", "head"]).aie.mean().unstack()
+            if d.empty:
+                continue
+            heatmap(ax, d.to_numpy(), f"{size}, {kind}", cmap="viridis", symmetric=False)
+            ax.set(xlabel="head", ylabel="layer")
+    ctx.figure(fig, "head_effects", caption=(
+        "Average indirect effect of each attention head (Todd et al. 2024, in our format): the gain in the true "
+        f"answer's probability when the head's mean output over clean {cfg.k}-shot prompts is written at the query "
+        "of prompts with shuffled demonstration answers; mean over the dev episodes of every task of the type."))
+
 
 @compute.verdicts
 def verdicts(cfg: TaskVectorConfig, res: Results, ctx: RunContext) -> None:
@@ -213,6 +269,18 @@ def verdicts(cfg: TaskVectorConfig, res: Results, ctx: RunContext) -> None:
                   note="Not like for like: the paper's 2.8B–30B pretrained LMs on natural-language tasks, ours "
                        f"{big} trained from scratch on the world; the same statistic (ratio of mean accuracies), "
                        "one training seed.")
+    effects = res.arrays("head_effects")
+    for kind in cfg.task_types:
+        per_task = [e for name, e in effects.items() if name.startswith(key(big, kind, ""))]
+        if per_task:
+            e = np.concatenate(per_task)  # (prompts of every task, L, H)
+            layer, head = np.unravel_index(int(np.argmax(e.mean(0))), e.shape[1:])
+            ctx.claim(f"largest head indirect effect, {big}, {kind} tasks (head {layer}.{head}, dev episodes)",
+                      kind="engineering", paper="(Todd et al. 2024) a few heads carry the task: their mean output "
+                      "restores the answer in prompts with shuffled labels",
+                      ours=Estimate.bootstrap(e[:, layer, head], unit="dev prompts of one training seed"),
+                      note="Chosen as the largest and measured on the same dev prompts, so it is a description of "
+                           "this model's heads, not a test.")
     n_shared = res.json("episodes")["shared_between_dev_and_test"]
     ctx.claim("test episodes that are also dev episodes", kind="sanity",
               paper="(ours) the layer and mode are chosen on episodes the claims do not score",
