@@ -231,3 +231,12 @@ def test_bad_settings_fail_before_any_training(name, overrides, field):
     with pytest.raises(IclabError) as err:
         get_experiment(name).make_config("quick", overrides)
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_how_models_are_trained_is_not_a_runs_identity():
+    """backend and workers change where the missing models train, not what they are: a grid started with
+    two workers and finished with one (or on a cluster) is one run."""
+    exp = get_experiment("grammar.theory")
+    base = exp.make_config("quick", {})
+    assert exp.make_config("quick", {"workers": 1, "backend": "serial"}).hash() == base.hash()
+    assert exp.make_config("quick", {"n_prompts": 3}).hash() != base.hash()

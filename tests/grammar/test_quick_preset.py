@@ -38,6 +38,9 @@ OTHER = [  # one training seed, or checks of our own
     ("grammar.icl", "idealised predictor: cumulative answer loss"),
     ("grammar.icl", "idealised predictor: max |row sum"),
     ("grammar.taskvectors", "test episodes that are also dev episodes"),
+    ("grammar.theory", "idealised predictor: worst task's cumulative loss"),
+    ("grammar.theory", "KL(ideal ‖ ideal)"),
+    ("grammar.theory", "rank correlation of D[τ] with the ideal predictor's"),
 ]
 
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import replace
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, model_validator
@@ -105,7 +105,11 @@ class GrammarConfig(DeviceConfig):
 
 
 class TrainingRunsConfig(GrammarConfig):
-    """An experiment that trains models (as `grammar.train` runs in its store) before measuring them."""
+    """An experiment that trains models (as `grammar.train` runs in its store) before measuring them.
+    How the missing models are trained (backend, workers) is not part of a run's identity: it does not
+    change them (training is deterministic per point), so a grid started one way can finish another."""
+
+    UNHASHED: ClassVar[frozenset[str]] = frozenset({"backend", "workers"})
 
     backend: str = Field("local", description="Executor for training missing models (local process pool, serial).")
     workers: int | None = Field(None, ge=1, description="Worker processes for training (default: all cores).")
