@@ -27,6 +27,20 @@ Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished r
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"iclab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print iclab's version and exit.")] = False) -> None:
+    """iclab: reproduce and extend in-context-learning research on a laptop CPU."""
+
+
 def _field_options(args: list[str]) -> list[str]:
     """Extra `--field value` / `--field=value` options as FIELD=VALUE overrides (dashes become
     underscores), so `iclab run taskvectors.main --model gemma3-270m --tasks all` reads naturally."""
@@ -336,7 +350,7 @@ def doctor(
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)  # typer returns the exit code of typer.Exit, and 130 on Ctrl-C
+        code = app(standalone_mode=False, prog_name="iclab")  # typer returns the exit code of typer.Exit, and 130 on Ctrl-C
         if code == 130:
             raise KeyboardInterrupt
         if isinstance(code, int) and code:

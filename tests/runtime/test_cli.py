@@ -169,3 +169,21 @@ def test_reproduce_runs_lines_side_by_side(tmp_path):
     assert "test.toy" in proc.stdout and "spinglass.fig2" in proc.stdout
     assert (tmp_path / "runs" / "site" / "index.html").is_file()
     assert not list((tmp_path / "runs").glob(".lane-*"))  # the lanes' result files are cleaned up
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["bogus"], "No such command 'bogus'; see `iclab --help`"),
+    (["show", "spinglass.fig2", "--bogus"], "No such option: --bogus; see `iclab show --help`"),
+    (["run"], "Missing argument 'name'; see `iclab run --help`"),
+    (["run", "spinglass.fig2", "--set"], "Option '--set' requires an argument"),
+    (["redraw", "somewhere", "-q"], "No such option: -q; see `iclab redraw --help`"),
+])
+def test_usage_mistakes_are_one_line_errors(in_process, args, fragment):
+    assert_one_line_error(in_process(*args), "error:", fragment)
+
+
+def test_version(in_process):
+    from iclab import __version__
+
+    proc = in_process("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"iclab {__version__}"
