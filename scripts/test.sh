@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite. CI=true skips the paper-scale tests marked `slow`.
+# Set up (if needed) and run the test suite. Paper-scale tests marked `slow` run only with `-m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

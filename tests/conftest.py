@@ -6,9 +6,9 @@ os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Paper-scale runs are marked `slow`; CI (CI=true) skips them, `pytest -m slow` runs them."""
-    if os.environ.get("CI", "").lower() == "true" and "slow" not in (config.getoption("-m") or ""):
-        skip = pytest.mark.skip(reason="paper-scale run: skipped in CI (run with `pytest -m slow`)")
+    """Paper-scale runs are marked `slow`: plain `pytest` (and CI) skips them, `pytest -m slow` runs them."""
+    if "slow" not in (config.getoption("-m") or ""):
+        skip = pytest.mark.skip(reason="paper-scale run: skipped unless asked for (run with `pytest -m slow`)")
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)
