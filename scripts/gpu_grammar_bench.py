@@ -17,6 +17,7 @@ On one GPU, in bfloat16 autocast (weights and optimiser in float32), the trainer
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from iclab.grammar import World, WorldConfig
-from iclab.grammar.corpus import sample_corpus
+from iclab.grammar.corpus import token_ids
 from iclab.grammar.experiments._common import PAPER_DATA, PAPER_SIZES, PAPER_TRAINING, TRAIN_SEEDS
 from iclab.models import (ModelSize, TrainConfig, build_causal_lm, count_params, resolve_device, train_causal_lm,
                           train_flops_per_token)
@@ -88,10 +89,11 @@ def main() -> None:
 
     world = World(WorldConfig(**PAPER_TRAINING["world"], n_triples=64))
     need = max(max(args.steps, args.grid_steps, args.det_steps) * args.batch * args.seq_len + 1, 200_000)
+    cores = os.cpu_count() or 1
     t0 = time.perf_counter()
-    ids = sample_corpus(world.grammar, need, seed=0).ids
+    ids = token_ids(world.grammar, need, seed=0, workers=cores)
     sample_rate = need / (time.perf_counter() - t0)
-    print(f"corpus: {need:,} tokens sampled at {sample_rate:,.0f} tokens/s (one CPU core)")
+    print(f"corpus: {need:,} tokens sampled at {sample_rate:,.0f} tokens/s ({cores} processes)")
 
     rates = {}
     for size in sizes:
@@ -113,10 +115,10 @@ def main() -> None:
 
     if [tuple(s) for s in PAPER_SIZES] == sizes:
         train_s = sum(d / rates[tuple(s)] for s in PAPER_SIZES for d in PAPER_DATA) * len(TRAIN_SEEDS)
-        corpus_s = max(PAPER_DATA) / sample_rate  # per training seed, cached and shared by every size
+        corpus_s = max(PAPER_DATA) / sample_rate * len(TRAIN_SEEDS)  # once per seed, cached and shared by every size
         print(f"paper grid of grammar.theory ({len(PAPER_SIZES)} sizes × {len(PAPER_DATA)} data sizes × "
-              f"{len(TRAIN_SEEDS)} seeds): training {train_s / 60:.1f} min on this device at these rates; corpus "
-              f"sampling {corpus_s / 60:.1f} min per seed on one core (the seeds' corpora in parallel)")
+              f"{len(TRAIN_SEEDS)} seeds): training {train_s / 60:.1f} min on this device at these rates, plus "
+              f"{corpus_s / 60:.1f} min sampling the seeds' corpora on {cores} processes")
 
 
 if __name__ == "__main__":

@@ -120,3 +120,15 @@ def test_iteration_index_matches_the_yield(cfg):
     expected = np.asarray(expected)
     assert (c.iter_index == expected).all(), np.flatnonzero(c.iter_index != expected)[:5]
     assert c.iter_index.max() >= 10  # long iterations occur, so the index is not trivially small
+
+
+def test_parallel_sampling_is_the_serial_stream(monkeypatch):
+    """Chunks of documents drawn by several processes and joined in order are the serial corpus, token
+    for token (small chunks here so that a small corpus takes the parallel path)."""
+    from iclab.grammar import corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "CHUNK_DOCS", 40)
+    world = World(WorldConfig(n_binary=1, n_triples=8))
+    serial = sample_corpus(world.grammar, 30_000, seed=4).ids
+    parallel = corpus_module.token_ids(world.grammar, 30_000, seed=4, workers=2)
+    assert parallel.dtype == serial.dtype and np.array_equal(parallel, serial)

@@ -54,7 +54,8 @@ def compute(cfg: PretrainConfig, ctx: RunContext) -> None:
 
     world = World(cfg.world)
     corpus_dir = ctx.runs_dir / ".corpus" if ctx.runs_dir else None
-    ids = cached_token_ids(world.grammar, cfg.data_tokens, cfg.seed, corpus_dir, key=cfg.world.hash())
+    threads = compute_threads()  # this run's share of the cores: also the corpus sampling processes
+    ids = cached_token_ids(world.grammar, cfg.data_tokens, cfg.seed, corpus_dir, key=cfg.world.hash(), workers=threads)
     val = sample_corpus(world.grammar, VAL_TOKENS, stream_seed(cfg.seed, "validation-corpus"), roles=ROLES)
     size = ModelSize(d_model=cfg.d_model, n_layers=cfg.n_layers, arch=cfg.arch, context=max(256, cfg.seq_len))
     model = build_causal_lm(size, len(world.vocab), seed=cfg.seed, pad_token_id=world.token_id[PAD],
@@ -64,7 +65,6 @@ def compute(cfg: PretrainConfig, ctx: RunContext) -> None:
                        batch_size=cfg.batch_size, seq_len=cfg.seq_len, compile=cfg.compile, seed=cfg.seed,
                        autocast=cfg.dtype)
     ckpt = ctx.runs_dir / ".checkpoints" / ctx.experiment / cfg.hash() if ctx.runs_dir else None
-    threads = compute_threads()
     ctx.log(f"{size.name}: {count_params(model):,} parameters, {cfg.data_tokens:,} tokens, {threads} threads")
     with torch_threads(threads):
         hist = train_causal_lm(model, ids, tcfg, ckpt_dir=ckpt, log=lambda r: ctx.log(
