@@ -15,7 +15,7 @@ import time
 import torch
 
 from iclab.linear.amp import amp, amp_per_spin_loop
-from iclab.linear.data import sufficient_stats
+from iclab.linear.sampling import sufficient_stats
 from iclab.linear.spinglass import SpinGlass
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from iclab.runtime.ray_backend import RayExecutor
 from iclab.runtime.store import result_files
-from iclab.runtime.sweep import LocalExecutor, sweep
+from iclab.runtime.executors import LocalExecutor
+from iclab.runtime.sweep import sweep
 
 
 

@@ -152,7 +152,8 @@ def sweep_cmd(
 
     Each run asks the scheduler for its config's `cpus` and `gpus` (e.g. --cpus 2).
     """
-    from .runtime.sweep import make_executor, parse_grid, sweep
+    from .runtime.executors import make_executor
+    from .runtime.sweep import parse_grid, sweep
 
     executor = make_executor(backend, workers, address=address, max_retries=max_retries)
     results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets, ctx.args),

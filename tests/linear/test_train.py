@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from iclab.linear.analysis import population_optimum
-from iclab.linear.data import features, sample_prompts, stack_stats, sufficient_stats, sufficient_stats_from
+from iclab.linear.data import features, sample_prompts, stack_stats, sufficient_stats_from
+from iclab.linear.sampling import sufficient_stats
 from iclab.linear.models import build_model
 from iclab.linear.train import init_params, record_points, train_architecture, train_prompts, train_quadratic
 

@@ -29,7 +29,8 @@ pytest.importorskip("ray", reason="the ray extra is not installed: pip install -
 
 from iclab.runtime.ray_backend import RayExecutor  # noqa: E402
 from iclab.runtime.store import finished_runs, is_complete, result_files  # noqa: E402
-from iclab.runtime.sweep import LocalExecutor, sweep  # noqa: E402
+from iclab.runtime.executors import LocalExecutor  # noqa: E402
+from iclab.runtime.sweep import sweep  # noqa: E402
 
 RAY = Path(sys.executable).with_name("ray")
 

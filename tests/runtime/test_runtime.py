@@ -9,7 +9,8 @@ import pytest
 from iclab.runtime import IclabError, SerialExecutor, execute, finished_runs, get_experiment, sweep
 from iclab.runtime.config import parse_overrides
 from iclab.runtime.store import is_complete
-from iclab.runtime.sweep import LocalExecutor, expand_grid, parse_grid
+from iclab.runtime.executors import LocalExecutor
+from iclab.runtime.sweep import expand_grid, parse_grid
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned workers
 

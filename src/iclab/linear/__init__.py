@@ -27,12 +27,12 @@ from .data import prompt_stream as prompt_stream
 from .data import ridge_predict as ridge_predict
 from .data import sample_prompts as sample_prompts
 from .data import stack_stats as stack_stats
-from .data import sufficient_stats as sufficient_stats
 from .data import sufficient_stats_from as sufficient_stats_from
 from .data import token_correlation_factor as token_correlation_factor
 from .sampling import ReducedPrompts as ReducedPrompts
 from .sampling import bartlett as bartlett
 from .sampling import reduced_sufficient_stats as reduced_sufficient_stats
+from .sampling import sufficient_stats as sufficient_stats
 from .sampling import sample_reduced as sample_reduced
 from .sampling import wishart as wishart
 from .spinglass import SpinGlass as SpinGlass

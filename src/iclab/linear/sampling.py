@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .data import SuffStats, token_correlation_factor
+from .data import SuffStats, features, prompt_stream, token_correlation_factor
 
 TOKEN_MODELS = ("equicorrelated", "official")
 NORMS = ("N+1", "N")
@@ -256,3 +256,45 @@ def reduced_sufficient_stats(
     h = torch.zeros(n, dtype=dtype)
     h[act] = hm.reshape(-1) / P
     return SuffStats(S=S, h=h, yy=yy / P, P=P, D=D, N=N)
+
+
+def sufficient_stats(
+    D: int,
+    N: int,
+    P: int,
+    *,
+    generator: torch.Generator,
+    dtype=torch.float64,
+    chunk: int | None = None,
+    tasks: Tensor | None = None,
+    token_corr: float = 0.0,
+    method: str = "reduced",
+) -> SuffStats:
+    """Statistics of P fresh prompts (single-instance tasks, or the given `tasks` (P, D)).
+
+    method="reduced" (default): `reduced_sufficient_stats` (below), which draws only what the
+    readout sees of each prompt (O(D) numbers per prompt); exactly the same distribution as the
+    prompt path (see `sampling`), but a different random stream. chunk defaults to 4096.
+
+    method="prompts": streams `prompt_stream` so only `chunk` (default 2048) token matrices live
+    at once; equals `sufficient_stats_from` on the concatenated chunks of `prompt_stream` with the
+    same generator state (the random stream depends on `chunk`).
+    """
+    if method == "reduced":
+        return reduced_sufficient_stats(D, N, P, generator=generator, dtype=dtype, chunk=chunk or 4096,
+                                        tasks=tasks, token_corr=token_corr)
+    if method != "prompts":
+        raise ValueError(f"method must be 'reduced' or 'prompts', got {method!r}")
+    n = (D + 1) ** 2
+    S = torch.zeros(n, n, dtype=dtype)
+    h = torch.zeros(n, dtype=dtype)
+    yy = torch.zeros((), dtype=dtype)
+    stream = prompt_stream(
+        D, N, P, generator=generator, dtype=dtype, chunk=chunk or 2048, tasks=tasks, token_corr=token_corr
+    )
+    for batch in stream:
+        flat = features(batch.Z).reshape(batch.Z.shape[0], n)  # (chunk, n)
+        S += flat.T @ flat
+        h += flat.T @ batch.y
+        yy += batch.y @ batch.y
+    return SuffStats(S=S / P, h=h / P, yy=yy / P, P=P, D=D, N=N)

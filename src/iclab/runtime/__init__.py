@@ -19,7 +19,7 @@ from .store import RunResult as RunResult
 from .store import execute as execute
 from .store import finished_runs as finished_runs
 from .store import redraw as redraw
-from .sweep import Executor as Executor
-from .sweep import LocalExecutor as LocalExecutor
-from .sweep import SerialExecutor as SerialExecutor
+from .executors import Executor as Executor
+from .executors import LocalExecutor as LocalExecutor
+from .executors import SerialExecutor as SerialExecutor
 from .sweep import sweep as sweep

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import IclabError
-from .sweep import TaskLost
+from .errors import IclabError, TaskLost
 
 # Environment a worker needs to run our experiments exactly as the driver would.
 _PASSED_ENV = ("PYTHONPATH",)

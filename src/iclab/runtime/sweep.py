@@ -2,26 +2,27 @@
 
 Each grid point is an ordinary run keyed by its config hash, so a sweep is resumable for
 free: rerunning it skips every point whose run is finished. Backends plug in behind the
-small `Executor` protocol: a local process pool, in-process serial, or Ray (`ray_backend`)
-for a cluster. Every backend writes into the same run store, so a sweep can start on one
+small `Executor` protocol (`executors`): a local process pool, in-process serial, or Ray
+(`ray_backend`) for a cluster. Every backend writes into the same run store, so a sweep can start on one
 and finish on another.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from multiprocessing import get_context
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .config import parse_value
-from .errors import IclabError
+from .errors import IclabError, TaskLost
+from .executors import Executor, LocalExecutor, SerialExecutor, make_executor
 from .experiment import get_experiment
 from .store import RunResult, ensure_writable, execute
+
+__all__ = ["Executor", "LocalExecutor", "RunSpec", "SerialExecutor", "expand_grid", "make_executor", "parse_grid",
+           "run_spec", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -37,92 +38,11 @@ class RunSpec:
     gpus: float = 0.0
 
 
-@dataclass(frozen=True)
-class TaskLost:
-    """What an executor yields for an item whose worker died and whose retries ran out."""
-
-    error: str
-
-
 def run_spec(spec: RunSpec) -> RunResult:
     """Run one grid point. Top-level so process pools (and later cluster backends) can call it."""
     exp = get_experiment(spec.experiment)
     cfg = exp.make_config(spec.preset, spec.overrides)
     return execute(exp, cfg, Path(spec.runs_dir), preset=spec.preset, force=spec.force, quiet=True)
-
-
-class Executor(Protocol):
-    """Runs `fn` over `items`, yielding `(item, result)` pairs as they finish (any order)."""
-
-    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[Any, Any]]: ...
-
-
-class SerialExecutor:
-    """In-process, one at a time: for debugging and for single-point sweeps."""
-
-    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-        for item in items:
-            yield item, fn(item)
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ["ICLAB_NO_PROGRESS"] = "1"
-    os.environ["ICLAB_WORKER_THREADS"] = str(threads)  # compute-bound runs (training) use all of their share
-
-
-@dataclass
-class LocalExecutor:
-    """A process pool over this machine's cores (the default backend).
-
-    Workers are spawned (not forked) so torch's thread pools start clean, and each gets
-    cores // workers threads so the pool never oversubscribes the machine.
-    """
-
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-
-    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=(threads,))
-        try:
-            pending: dict[Future, Any] = {pool.submit(fn, item): item for item in items}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = pending.pop(fut)
-                    yield item, fut.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ray_executor(workers: int | None, address: str | None, max_retries: int) -> Executor:
-    from .ray_backend import RayExecutor
-
-    return RayExecutor(address=address, num_cpus=workers, max_retries=max_retries)
-
-
-BACKENDS: dict[str, Callable[[int | None, str | None, int], Executor]] = {
-    "local": lambda workers, address, retries: LocalExecutor(workers or (os.cpu_count() or 1)),
-    "serial": lambda workers, address, retries: SerialExecutor(),
-    "ray": _ray_executor,
-}
-
-
-def make_executor(backend: str = "local", workers: int | None = None, *, address: str | None = None,
-                  max_retries: int = 2) -> Executor:
-    """The executor behind `iclab sweep --backend ...`; `address` and `max_retries` are Ray's."""
-    if backend not in BACKENDS:
-        raise IclabError(f"unknown sweep backend {backend!r}; choose one of {sorted(BACKENDS)}")
-    if workers is not None and workers < 1:
-        raise IclabError(f"--workers must be at least 1 (got {workers})")
-    if address is not None and backend != "ray":
-        raise IclabError(f"--address is for the ray backend; add --backend ray (got --backend {backend})")
-    if max_retries < 0:
-        raise IclabError(f"--max-retries must be 0 or more (got {max_retries})")
-    return BACKENDS[backend](workers, address, max_retries)
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:

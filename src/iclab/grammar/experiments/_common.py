@@ -162,7 +162,8 @@ def train_points(ctx: RunContext, cfg: TrainingRunsConfig, points: Sequence[Pret
     through the sweep executor, several at once (small models train fastest one process per core),
     longest first; finished ones are reused from the store."""
     from iclab.runtime.store import is_complete, run_dir
-    from iclab.runtime.sweep import RunSpec, make_executor, run_spec
+    from iclab.runtime.executors import make_executor
+    from iclab.runtime.sweep import RunSpec, run_spec
 
     if ctx.runs_dir is None:
         raise IclabError("grammar experiments need a run store to keep trained models; run them through iclab")

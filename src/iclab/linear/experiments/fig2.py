@@ -17,7 +17,8 @@ from iclab.runtime.validators import PositiveInts
 
 from ..amp import amp
 from ..analysis import contrast_ratio, icl_error_floor
-from ..data import stack_stats, sufficient_stats
+from ..data import stack_stats
+from ..sampling import sufficient_stats
 from ..spinglass import SpinGlass
 from ..train import train_quadratic
 from ._blocks import settings_differ

@@ -13,7 +13,8 @@ from matplotlib.colors import LogNorm
 from pydantic import Field
 
 from iclab.linear.analysis import icl_error_floor, population_optimum
-from iclab.linear.data import features, sample_prompts, sufficient_stats
+from iclab.linear.data import features, sample_prompts
+from iclab.linear.sampling import sufficient_stats
 from iclab.linear.spinglass import SpinGlass
 from iclab.runtime import Estimate, ExperimentConfig, Results, RunContext, experiment
 from iclab.runtime.plots import subplots

@@ -1,0 +1,78 @@
+"""The package's import graph (every `import` of an iclab module, lazy ones inside functions included) has
+no cycle: layers point one way, so any module can be read, tested and imported without its dependents."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("iclab")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("iclab"):
+                out.add(target)
+                out |= {f"{target}.{a.name}" for a in node.names}  # `from pkg import module`
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in SRC.joinpath("iclab").rglob("*.py")}
+    edges = {}
+    for name, path in files.items():
+        targets = set()
+        for t in imports_of(path, name):
+            while t and t not in files:  # `from pkg.mod import Class` -> pkg.mod
+                t = t.rpartition(".")[0]
+            if t and t != name and not name.startswith(t + "."):  # a package's own parents are not edges
+                targets.add(t)
+        edges[name] = targets
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    found, state, stack = [], {}, []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                found.append(stack[stack.index(m):] + [m])
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(edges):
+        if n not in state:
+            visit(n)
+    return found
+
+
+def test_no_import_cycle():
+    edges = graph()
+    assert len(edges) > 50 and "iclab.runtime.store" in edges
+    assert cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
