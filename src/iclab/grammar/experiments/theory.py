@@ -274,7 +274,7 @@ def figures(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
     axes[0, 0].set_yticks(range(len(models)), models)
     for (i, j), v in np.ndenumerate(M):
         if np.isfinite(v):
-            axes[0, 0].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+            axes[0, 0].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=_ink(v, M))
     ax = axes[0, 1]
     big = next(m for m in reversed(models) if (m, top) in done)
     for kind in cfg.types:
@@ -301,13 +301,19 @@ def figures(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
     for (m, d), v in mean.items():
         h = half[(m, d)]
         ax.text(data.index(d), models.index(m), f"{v:.2f}" + (f"\n±{h:.2f}" if np.isfinite(h) else ""),
-                ha="center", va="center", fontsize=6)
+                ha="center", va="center", fontsize=6, color=_ink(v, M))
     ax.set_xticks(range(len(data)), [f"{d / 1e6:g}M" for d in data])
     ax.set_yticks(range(len(models)), models)
     ax.set_xlabel("pretraining tokens")
     ctx.figure(fig, "emergence", caption=(
         "Primitive-task accuracy after 8 demonstrations over the grid: mean over training seeds "
         f"{cfg.train_seeds} ± the half-width of its 95% t-interval (none for one seed); blank: not trained yet."))
+
+
+def _ink(v: float, M: np.ndarray) -> str:
+    """White text on the dark end of viridis, black on the light end."""
+    lo, hi = np.nanmin(M), np.nanmax(M)
+    return "w" if hi == lo or (v - lo) / (hi - lo) < 0.6 else "k"
 
 
 def _half_width(v: np.ndarray) -> float:
