@@ -18,11 +18,6 @@ def sample_docs(world: World, n: int) -> list:
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return World(WorldConfig())
-
-
-@pytest.fixture(scope="module")
 def docs(world):
     return sample_docs(world, 300)
 

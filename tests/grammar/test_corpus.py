@@ -10,11 +10,6 @@ from iclab.runtime.errors import IclabError
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return World(WorldConfig())
-
-
-@pytest.fixture(scope="module")
 def corpus(world):
     return sample_corpus(world.grammar, 3000, seed=5, roles=ROLES)
 

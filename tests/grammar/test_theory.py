@@ -16,19 +16,8 @@ from iclab.runtime.errors import IclabError
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return World(WorldConfig())
-
-
-@pytest.fixture(scope="module")
 def predictor(world) -> IdealPredictor:
     return IdealPredictor(world)
-
-
-@pytest.fixture(scope="module")
-def rich_world() -> World:
-    """Every task type: binary operations and three-function compositions too."""
-    return World(WorldConfig(n_binary=1, n_triples=8))
 
 
 def some_prompts(world, kind, cot, n_prompts=3, n_items=6):
