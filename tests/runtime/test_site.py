@@ -8,7 +8,6 @@ fails that check. CI (CI=true) must run it; elsewhere it is skipped when Chromiu
 
 import os
 import re
-import shutil
 import threading
 import urllib.request
 from collections import deque

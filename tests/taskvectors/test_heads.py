@@ -26,7 +26,6 @@ def _answers(lm) -> torch.Tensor:
 
 
 def test_patching_every_head_with_its_own_output_changes_nothing(lm):
-    runner = TaskVectorRunner(lm, batch_size=8)
     enc = lm.tokenizer(PROMPTS, return_tensors="pt", padding=True)
     from iclab.models import Batch
 

@@ -323,7 +323,7 @@ def _half_width(v: np.ndarray) -> float:
 
 @compute.verdicts
 def verdicts(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
-    df, tasks, scores, grid = res.table("curves"), res.table("tasks"), res.arrays("scores"), res.json("grid")
+    tasks, scores, grid = res.table("tasks"), res.arrays("scores"), res.json("grid")
     kinds = list(cfg.types)
     D = np.concatenate([tasks[tasks.type == k].D.to_numpy() for k in kinds])
     R = grid["R_n"][cfg.ns_max]
