@@ -17,7 +17,7 @@ from typing import Any
 
 from iclab.runtime import finished_runs
 from iclab.runtime.claims import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
-from iclab.runtime.experiment import RESEARCH_LINES
+from iclab.runtime.experiment import load_lines
 from iclab.runtime.report import SECTIONS, claim_head, claim_text
 from iclab.runtime.results import newest_runs, run_experiment
 
@@ -63,7 +63,7 @@ def counts(runs: list[Run]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("line", choices=sorted(RESEARCH_LINES), help="the research line")
+    parser.add_argument("line", choices=sorted(load_lines()), help="the research line")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="the run store (default: runs)")
     args = parser.parse_args(argv)
     runs = [r for r in newest_runs(finished_runs(args.runs_dir)) if run_experiment(r).startswith(f"{args.line}.")]

@@ -185,3 +185,18 @@ def test_reproduce_ends_with_the_report_site(tmp_path):
     (run_page,) = (tmp_path / "site" / "other" / "test.toy").glob("*/index.html")
     assert 'src="figures/draws.png"' in run_page.read_text() and (run_page.parent / "figures" / "draws.png").is_file()
     assert oct(report.stat().st_mode & 0o777) != "0o600" and oct(report.parent.stat().st_mode & 0o777) != "0o700"
+
+
+def test_research_lines_register_themselves():
+    """The runtime names no research line: each `iclab.<pkg>.experiments` registers its own, ordered by rank;
+    a new line needs a package of its own, not an edit of the runtime."""
+    from iclab.runtime.experiment import OTHER_LINE, ResearchLine, load_lines, register_line, research_line
+
+    lines = load_lines()
+    assert list(lines)[:3] == ["spinglass", "taskvectors", "grammar"]
+    assert research_line("grammar.theory").package == "iclab.grammar" and research_line("mine.x") is OTHER_LINE
+    for path in Path(__file__).resolve().parents[2].joinpath("src/iclab/runtime").glob("*.py"):
+        code = "\n".join(line for line in path.read_text().splitlines() if '"' not in line and "#" not in line)
+        assert "iclab.grammar" not in code and "iclab.linear" not in code and "iclab.taskvectors" not in code, path
+    with pytest.raises(RuntimeError, match="registered twice"):
+        register_line(ResearchLine("grammar", "another title", "elsewhere", "another paper"))

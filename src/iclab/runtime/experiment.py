@@ -26,9 +26,11 @@ experiments never touch paths themselves, which is what makes runs atomic and re
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
+import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +44,9 @@ from .errors import IclabError
 
 T = TypeVar("T")
 
-# Modules whose import registers experiments; one line per research line. Users add their
-# own experiment files with ICLAB_EXPERIMENTS="my_pkg.my_exp,other_module" (inherited by workers).
-EXPERIMENT_MODULES = [
-    "iclab.linear.experiments",
-    "iclab.taskvectors.experiments",
-    "iclab.grammar.experiments",
-]
+# Research lines are the subpackages of `iclab` with an `experiments` package, found at load time;
+# each registers itself (`register_line`). Users add their own experiment modules with
+# ICLAB_EXPERIMENTS="my_pkg.my_exp,other_module" (inherited by workers).
 
 
 @dataclass(frozen=True)
@@ -60,25 +58,52 @@ class ResearchLine:
     package: str
     paper: str
     quick_minutes: float = 1.0  # about how long its quick presets take on 2 cores: balances reproduce's lanes
+    rank: int = 100  # order in listings and the report site (lowest first)
 
 
-# The research lines, keyed by experiment-name prefix: the one place their names and papers live.
-RESEARCH_LINES = {
-    "spinglass": ResearchLine("spinglass", "Linear attention as a spin glass", "iclab.linear",
-                              "Li, Bai, Huang 2024, Spin glass model of in-context learning", 5),
-    "taskvectors": ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
-                                "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", 8),
-    "grammar": ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
-                            "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",
-                            17),
-}
+# The research lines, keyed by experiment-name prefix, in their `rank` order: filled by `register_line`
+# as each line's experiments package is imported (the runtime names no line itself).
+RESEARCH_LINES: dict[str, ResearchLine] = {}
+
+
+def register_line(line: ResearchLine) -> ResearchLine:
+    """Declare a research line (from its `experiments/__init__.py`, before its modules register)."""
+    if RESEARCH_LINES.get(line.name, line) != line:
+        raise RuntimeError(f"research line {line.name!r} registered twice, differently")
+    RESEARCH_LINES[line.name] = line
+    ordered = sorted(RESEARCH_LINES.values(), key=lambda l: (l.rank, l.name))
+    RESEARCH_LINES.clear()
+    RESEARCH_LINES.update((l.name, l) for l in ordered)
+    return line
+
+
 OTHER_LINE = ResearchLine("other", "Other experiments", "modules in ICLAB_EXPERIMENTS",
-                          "experiments outside the three research lines, e.g. your own")
+                          "experiments outside the research lines, e.g. your own", rank=1000)
 
 
 def research_line(experiment_name: str) -> ResearchLine:
     """The line an experiment belongs to, by its name's prefix; anything else is `other`."""
+    load_lines()
     return RESEARCH_LINES.get(experiment_name.split(".", 1)[0], OTHER_LINE)
+
+
+def load_lines() -> dict[str, ResearchLine]:
+    """Import every research line's experiments package (each registers its line and experiments);
+    the experiment modules of ICLAB_EXPERIMENTS are `load_experiments`' business."""
+    for mod in _line_packages():
+        importlib.import_module(mod)
+    return RESEARCH_LINES
+
+
+def _line_packages() -> list[str]:
+    """`iclab.<pkg>.experiments` for every subpackage of iclab that has one: the research lines."""
+    import iclab
+
+    found = []
+    for mod in pkgutil.iter_modules(iclab.__path__):
+        if mod.ispkg and importlib.util.find_spec(f"iclab.{mod.name}.experiments") is not None:
+            found.append(f"iclab.{mod.name}.experiments")
+    return sorted(found)
 
 
 @dataclass
@@ -184,15 +209,20 @@ def load_experiments() -> dict[str, Experiment]:
     global _LOADED
     if not _LOADED:
         extra = [m.strip() for m in os.environ.get("ICLAB_EXPERIMENTS", "").split(",") if m.strip()]
-        for mod in EXPERIMENT_MODULES + extra:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as err:
-                if mod in extra and err.name == mod.split(".")[0]:
-                    raise IclabError(f"cannot import experiment module {mod!r} from ICLAB_EXPERIMENTS; "
-                                     "check the name and that it is on PYTHONPATH") from None
-                raise
-        _LOADED = True
+        _LOADED = True  # set first: a line's package may ask for its line while it loads
+        try:
+            load_lines()
+            for mod in extra:
+                try:
+                    importlib.import_module(mod)
+                except ModuleNotFoundError as err:
+                    if mod in extra and err.name == mod.split(".")[0]:
+                        raise IclabError(f"cannot import experiment module {mod!r} from ICLAB_EXPERIMENTS; "
+                                         "check the name and that it is on PYTHONPATH") from None
+                    raise
+        except BaseException:
+            _LOADED = False
+            raise
     return dict(sorted(_REGISTRY.items()))
 
 

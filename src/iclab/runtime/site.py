@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from .claims import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
 from .errors import IclabError
-from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, research_line
+from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, load_lines, research_line
 from .report import (_esc, _fmt, claim_cells, claim_head, claim_text, claims_table, html_table, page,
                      run_section, verdict_html)
 from .results import flatten_config, newest_runs, run_experiment, run_key, run_seed, varying
@@ -94,6 +94,7 @@ def _lines(runs: list[Run]) -> dict[ResearchLine, dict[str, list[Run]]]:
     by_exp: dict[str, list[Run]] = {}
     for r in runs:
         by_exp.setdefault(run_experiment(r), []).append(r)
+    load_lines()  # the research lines register themselves as their packages load
     out: dict[ResearchLine, dict[str, list[Run]]] = {line: {} for line in RESEARCH_LINES.values()}
     for name in sorted(by_exp):
         out.setdefault(research_line(name), {})[name] = _newest_first(by_exp[name])
