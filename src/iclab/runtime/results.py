@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .claims import Claim
 from .errors import IclabError
 from .store import finished_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CLAIM_COLUMNS = ["run", "experiment", "preset", "seed", "name", "kind", "paper", "paper_value", "source", "ours",
                  "ours_lo", "ours_hi", "method", "tolerance", "verdict", "note"]
@@ -76,6 +77,8 @@ def collate(experiment: str, runs_dir: str | Path = "runs",
 
     A config column whose name the table also uses (e.g. `D` in both) is renamed `config.<name>`.
     """
+    import pandas as pd
+
     runs = experiment_runs(experiment, runs_dir)
     if table not in table_names(runs):
         tables = ", ".join(table_names(runs)) or "none"
@@ -113,6 +116,8 @@ def claims(experiment: str | None = None, runs_dir: str | Path = "runs", *, newe
     """The paper's claims beside ours, one row per claim per finished run (of one experiment, or all), with
     the declared tolerance in words and the verdict recomputed from the numbers. `newest`: only the newest
     run of each experiment and preset, the runs a scoreboard counts."""
+    import pandas as pd
+
     if experiment is not None:
         runs = experiment_runs(experiment, runs_dir)
     else:

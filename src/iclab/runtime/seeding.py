@@ -11,9 +11,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 Key = int | str
 
@@ -34,6 +37,8 @@ def make_rng(seed: int, *key: Key) -> np.random.Generator:
 def make_gen(seed: int, *key: Key) -> torch.Generator:
     """A torch.Generator for stream `key` of master seed `seed` (e.g. `make_gen(seed, 0, i, r)`: stream 0,
     sweep point i, repeat r)."""
+    import torch  # here, so that importing the runtime does not load torch
+
     return torch.Generator().manual_seed(int(seed_sequence(seed, *key).generate_state(1, np.uint64)[0] >> 1))
 
 
@@ -42,6 +47,8 @@ def torch_threads(n: int) -> Iterator[None]:
     """Run with n intra-op torch threads, then restore the previous setting. The many tiny ops of
     small-model loops run fastest on one thread: on a loaded 2-core machine a 2-thread pool stalls
     every op on the busy core."""
+    import torch
+
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
