@@ -76,3 +76,15 @@ def test_no_import_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_runtime_and_the_cli_import_light():
+    """Errors, configs and the command line load neither torch nor pandas: `iclab --help` and a config
+    error are instant, and a module that only needs IclabError pays nothing for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, iclab.runtime.errors, iclab.runtime.config, iclab.cli; "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
