@@ -8,7 +8,6 @@ import torch
 from iclab.linear.data import (
     features,
     sample_prompts,
-    sufficient_stats,
     sufficient_stats_from,
     token_correlation_factor,
 )
@@ -18,9 +17,10 @@ from iclab.linear.sampling import (
     gram_row,
     reduced_sufficient_stats,
     sample_reduced,
+    sufficient_stats,
     wishart,
 )
-from iclab.runtime.seeding import torch_threads
+from iclab.runtime.threads import torch_threads
 
 
 def gen(seed=0):

@@ -229,7 +229,7 @@ def test_compiled_training_runs(caplog):
 def test_compiled_multithreaded_training_is_deterministic():
     """torch.compile's parallel CPU reductions are order-dependent unless deterministic algorithms
     are on (measured without them: 1e-7 apart after 70 steps of this size, growing with steps)."""
-    from iclab.runtime.seeding import torch_threads
+    from iclab.runtime.threads import torch_threads
 
     runs = []
     with torch_threads(2):

@@ -13,6 +13,7 @@ from multiprocessing import get_context
 from typing import Any, Protocol
 
 from .errors import IclabError, TaskLost
+from .threads import init_worker
 
 __all__ = ["BACKENDS", "Executor", "LocalExecutor", "SerialExecutor", "TaskLost", "make_executor"]
 
@@ -31,14 +32,6 @@ class SerialExecutor:
             yield item, fn(item)
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ["ICLAB_NO_PROGRESS"] = "1"
-    os.environ["ICLAB_WORKER_THREADS"] = str(threads)  # compute-bound runs (training) use all of their share
-
-
 @dataclass
 class LocalExecutor:
     """A process pool over this machine's cores (the default backend).
@@ -52,7 +45,7 @@ class LocalExecutor:
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=(threads,))
+                                   initializer=init_worker, initargs=(threads,))
         try:
             pending: dict[Future, Any] = {pool.submit(fn, item): item for item in items}
             while pending:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import IclabError, TaskLost
+from .threads import init_worker
 
 # Environment a worker needs to run our experiments exactly as the driver would.
 _PASSED_ENV = ("PYTHONPATH",)
@@ -32,11 +33,7 @@ def _import_ray() -> Any:
 
 def _run_with_threads(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
     """Runs inside a Ray worker: give the run the threads it asked for, as the local pool does."""
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ["ICLAB_NO_PROGRESS"] = "1"
-    os.environ["ICLAB_WORKER_THREADS"] = str(threads)
+    init_worker(threads)
     return fn(item)
 
 

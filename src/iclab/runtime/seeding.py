@@ -1,4 +1,4 @@
-"""One seeding scheme for every experiment, and temporary thread settings.
+"""One seeding scheme for every experiment.
 
 Every random draw of a run comes from a stream named by a key under the run's master seed:
 `make_gen(seed, "train", i, r)` (torch) and `make_rng(seed, "probe-split")` (numpy) hash
@@ -9,8 +9,6 @@ a sweep point or a repeat never shifts the draws of the others. Keys are ints or
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,18 +38,3 @@ def make_gen(seed: int, *key: Key) -> torch.Generator:
     import torch  # here, so that importing the runtime does not load torch
 
     return torch.Generator().manual_seed(int(seed_sequence(seed, *key).generate_state(1, np.uint64)[0] >> 1))
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with n intra-op torch threads, then restore the previous setting. The many tiny ops of
-    small-model loops run fastest on one thread: on a loaded 2-core machine a 2-thread pool stalls
-    every op on the busy core."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

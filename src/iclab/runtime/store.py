@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExperimentConfig
-from .seeding import torch_threads
+from .threads import run_threads, torch_threads
 from .errors import IclabError
 from .experiment import COMPUTED, FORMAT, Experiment, RunContext, dump_json, get_experiment
 
@@ -112,25 +112,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def run_threads() -> int:
-    """Torch threads for a run: ICLAB_THREADS, else 1.
-
-    Our experiments are many small tensor ops, for which a second thread buys little, and a
-    multi-threaded pool stalls 10-40x when another process holds a core; sweeps get their
-    parallelism from processes instead.
-    """
-    value = os.environ.get("ICLAB_THREADS", "1")
-    if not value.isdigit() or int(value) < 1:
-        raise IclabError(f"ICLAB_THREADS must be a positive integer (got {value!r})")
-    return int(value)
-
-
-def compute_threads() -> int:
-    """Torch threads for compute-bound work (training a transformer): a sweep worker's share of the
-    cores, else all of them. Large matmuls scale with threads, unlike the small ops `run_threads` is for."""
-    return int(os.environ.get("ICLAB_WORKER_THREADS") or os.cpu_count() or 1)
 
 
 def environment(config: ExperimentConfig) -> dict[str, Any]:

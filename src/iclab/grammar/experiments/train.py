@@ -11,8 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import torch_threads
-from iclab.runtime.store import compute_threads
+from iclab.runtime.threads import compute_threads, torch_threads
 
 from ..corpus import cached_token_ids, sample_corpus
 from ..evaluate import model_curve, prompt_inputs

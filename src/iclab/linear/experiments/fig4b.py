@@ -13,7 +13,8 @@ from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import make_gen, torch_threads
+from iclab.runtime.seeding import make_gen
+from iclab.runtime.threads import torch_threads
 from iclab.runtime.validators import IncreasingPositiveInts
 
 from ..amp import amp

@@ -12,7 +12,8 @@ from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime.plots import heatmap, subplots
-from iclab.runtime.seeding import make_gen, torch_threads
+from iclab.runtime.seeding import make_gen
+from iclab.runtime.threads import torch_threads
 from iclab.runtime.validators import PositiveFloats
 
 from ..analysis import contrast_ratio, icl_error_floor

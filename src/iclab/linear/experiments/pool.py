@@ -37,7 +37,8 @@ from torch import Tensor
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import make_gen, torch_threads
+from iclab.runtime.seeding import make_gen
+from iclab.runtime.threads import torch_threads
 from iclab.runtime.validators import IncreasingPositiveInts
 
 from ..data import Prompts, TaskPool, dmmse_predict, features, predict, ridge_predict, sample_prompts

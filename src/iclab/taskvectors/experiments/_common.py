@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import ClassVar, Literal
@@ -13,7 +12,7 @@ from pydantic import Field, field_validator
 
 from iclab.models import DeviceConfig
 from iclab.runtime import Estimate, IclabError, RunContext
-from iclab.runtime.seeding import torch_threads
+from iclab.runtime.threads import lm_threads, torch_threads
 
 from ..evaluate import CONDITIONS, TaskResult, evaluate_task
 from ..method import TaskVectorRunner
@@ -83,15 +82,6 @@ class TaskVectorConfig(DeviceConfig):
         if v not in TEMPLATES:
             raise ValueError(f"unknown template; choose one of {', '.join(TEMPLATES)}")
         return v
-
-
-def lm_threads() -> int:
-    """Torch threads for LM forward passes: ICLAB_LM_THREADS, else all cores. Unlike the tiny-op
-    spin-glass loops, these are large matmuls that do use a second core."""
-    value = os.environ.get("ICLAB_LM_THREADS", str(os.cpu_count() or 1))
-    if not value.isdigit() or int(value) < 1:
-        raise IclabError(f"ICLAB_LM_THREADS must be a positive integer (got {value!r})")
-    return int(value)
 
 
 def load_runner(cfg: TaskVectorConfig) -> TaskVectorRunner:

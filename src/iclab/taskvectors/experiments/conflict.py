@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from iclab.runtime import Estimate, IclabError, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import make_rng, torch_threads
+from iclab.runtime.seeding import make_rng
 
 from ..episodes import Episode, sample_episodes, split_queries
 from ..evaluate import dev_layer_curve, extract_thetas
@@ -18,7 +18,9 @@ from ..prompts import PreparedTask, get_template, prepare_task
 from ..scoring import is_correct
 from ..stats import accuracy_estimate
 from ..tasks import get_task, task_names
-from ._common import TaskVectorConfig, lm_threads, load_runner
+from iclab.runtime.threads import lm_threads, torch_threads
+
+from ._common import TaskVectorConfig, load_runner
 
 # The paper's pairs (A: demonstrations -> B: patched θ) and its numbers, LLaMA 13B, n = 100, k = 4
 # (roeehendel/icl_task_vectors, outputs/figures/overriding_results_llama_13B.tex; §4.5):

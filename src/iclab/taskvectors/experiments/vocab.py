@@ -12,10 +12,10 @@ from pydantic import Field
 from iclab.models import encode, forward_last, record_residual, residual_to_logits
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import torch_threads
+from iclab.runtime.threads import lm_threads, torch_threads
 
 from ..prompts import PreparedTask, get_template, prepare_task
-from ._common import TaskVectorConfig, by_task, lm_threads, load_runner, pooled_layer, run_tasks, tasks_of
+from ._common import TaskVectorConfig, by_task, load_runner, pooled_layer, run_tasks, tasks_of
 
 QUICK = dict(tasks="algorithmic_to_upper,linguistic_present_simple_gerund,knowledge_country_capital",
              n_dev=16, n_test=8, n_baseline=4)  # fmt: skip
