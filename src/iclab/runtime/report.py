@@ -32,11 +32,11 @@ nav{font-size:.9em;color:#555;margin-bottom:1em}a{color:#0550ae}td{overflow-wrap
 """
 
 
-def _esc(x: Any) -> str:
+def esc(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _fmt(x: Any) -> str:
+def fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
     return str(x)
@@ -47,24 +47,24 @@ VERDICT_CLASS = {"reproduced": "pass", "holds": "pass", "differs": "fail", "fail
 
 
 def verdict_html(verdict: str) -> str:
-    return f'<span class="{VERDICT_CLASS.get(verdict, "info")}">{_esc(verdict)}</span>'
+    return f'<span class="{VERDICT_CLASS.get(verdict, "info")}">{esc(verdict)}</span>'
 
 
 def estimate_text(ours: dict[str, Any]) -> str:
     """'0.75 [0.71, 0.79]' with the interval when there is one."""
-    v = _fmt(ours["value"])
+    v = fmt(ours["value"])
     if ours.get("lo") is None or ours["lo"] == ours["hi"] == ours["value"]:
         return v
-    return f"{v} [{_fmt(ours['lo'])}, {_fmt(ours['hi'])}]"
+    return f"{v} [{fmt(ours['lo'])}, {fmt(ours['hi'])}]"
 
 
 def paper_value_text(pv: Any) -> str:
     if pv is None:
         return ""
     if isinstance(pv, list):
-        shown = ", ".join(_fmt(float(x)) for x in pv[:8])
+        shown = ", ".join(fmt(float(x)) for x in pv[:8])
         return f"[{shown}{', …' if len(pv) > 8 else ''}]"
-    return _fmt(float(pv))
+    return fmt(float(pv))
 
 
 def claim_text(saved: dict[str, Any]) -> dict[str, str]:
@@ -88,10 +88,10 @@ def claim_cells(saved: dict[str, Any]) -> list[str]:
     t = claim_text(saved)
 
     def small(text: str) -> str:
-        return f"<br><small>{_esc(text)}</small>" if text else ""
+        return f"<br><small>{esc(text)}</small>" if text else ""
 
-    cells = [f"{_esc(t['paper'])}{small(t['name'])}", f"{_esc(t['paper_value'] or '—')}{small(t['source'])}",
-             f"{_esc(t['ours'])}{small(t['method'])}", _esc(t["tolerance"]), verdict_html(t["verdict"]) + small(t["note"])]
+    cells = [f"{esc(t['paper'])}{small(t['name'])}", f"{esc(t['paper_value'] or '—')}{small(t['source'])}",
+             f"{esc(t['ours'])}{small(t['method'])}", esc(t["tolerance"]), verdict_html(t["verdict"]) + small(t["note"])]
     return cells if t["kind"] in PAPER_KINDS else [cells[0], *cells[2:]]
 
 
@@ -101,7 +101,7 @@ def claim_head(kind: str) -> list[str]:
 
 def html_table(head: list[str], rows: list[list[str]]) -> str:
     """Cells are HTML already (escaped by the caller)."""
-    ths = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    ths = "".join(f"<th>{esc(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{ths}</tr>{trs}</table>"
 
@@ -113,12 +113,12 @@ def claims_table(claims: list[dict[str, Any]]) -> str:
     for kind, title in SECTIONS:
         rows = [claim_cells(c) for c in claims if c.get("kind") == kind]
         if rows:
-            out.append(f"<h3>{_esc(title)}</h3>" + html_table(claim_head(kind), rows))
+            out.append(f"<h3>{esc(title)}</h3>" + html_table(claim_head(kind), rows))
     return "".join(out)
 
 
 def kv_table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(_fmt(v))}</code></td></tr>" for k, v in d.items())
+    rows = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(fmt(v))}</code></td></tr>" for k, v in d.items())
     return f"<table>{rows}</table>"
 
 
@@ -128,21 +128,21 @@ def csv_table(path: Path, max_rows: int = 40) -> str:
     if not rows:
         return ""
     head, body = rows[0], rows[1:]
-    more = f"<p>… {len(body) - max_rows} more rows in <code>{_esc(path.name)}</code></p>" if len(body) > max_rows else ""
+    more = f"<p>… {len(body) - max_rows} more rows in <code>{esc(path.name)}</code></p>" if len(body) > max_rows else ""
 
     def cell(v: str) -> str:
         try:
-            return _esc(f"{float(v):.4g}")
+            return esc(f"{float(v):.4g}")
         except ValueError:
-            return _esc(v)
+            return esc(v)
 
     trs = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in body[:max_rows])
-    return "<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + f"</tr>{trs}</table>{more}"
+    return "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr>{trs}</table>{more}"
 
 
 def embed_png(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{_esc(path.stem)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
 
 
 def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summary: dict[str, Any], level: int = 2,
@@ -155,24 +155,24 @@ def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summa
     """
     h = f"h{level}"
     out = io.StringIO()
-    out.write(f"<{h} id=\"{_esc(meta['experiment'])}\">{_esc(meta['experiment'])}: {_esc(meta['title'])}</{h}>")
-    out.write(f"<p>Reproduces <b>{_esc(meta['paper'])}</b>. Preset: <code>{_esc(meta.get('preset') or 'defaults')}</code>, "
-              f"config hash <code>{_esc(meta['config_hash'])}</code>, seed <code>{_esc(env.get('seed'))}</code>, "
-              f"{_esc(env.get('seconds'))} s.</p>")
+    out.write(f"<{h} id=\"{esc(meta['experiment'])}\">{esc(meta['experiment'])}: {esc(meta['title'])}</{h}>")
+    out.write(f"<p>Reproduces <b>{esc(meta['paper'])}</b>. Preset: <code>{esc(meta.get('preset') or 'defaults')}</code>, "
+              f"config hash <code>{esc(meta['config_hash'])}</code>, seed <code>{esc(env.get('seed'))}</code>, "
+              f"{esc(env.get('seconds'))} s.</p>")
     out.write(claims_table(summary.get("claims", [])))
     for note in summary.get("notes", []):
-        out.write(f'<p class="note">{_esc(note)}</p>')
+        out.write(f'<p class="note">{esc(note)}</p>')
     for fig in summary.get("figures", []):
         png = next((f for f in fig["files"] if f.endswith(".png")), None)
         if png and (run_path / png).is_file():
-            out.write(f"<figure>{img(run_path / png)}<figcaption>{_esc(fig['caption'])}</figcaption></figure>")
+            out.write(f"<figure>{img(run_path / png)}<figcaption>{esc(fig['caption'])}</figcaption></figure>")
         elif png:
-            out.write(f'<p class="note">figure {_esc(fig["name"])}: its PNG is missing from the run</p>')
+            out.write(f'<p class="note">figure {esc(fig["name"])}: its PNG is missing from the run</p>')
     for name in summary.get("tables", []):
         path = run_path / "tables" / f"{name}.csv"
         if path.is_file():
-            link = f' (<a href="{_esc(csv_href(name))}">{_esc(name)}.csv</a>)' if csv_href else ""
-            out.write(f"<details><summary>table <code>{_esc(name)}</code>{link}</summary>{csv_table(path)}</details>")
+            link = f' (<a href="{esc(csv_href(name))}">{esc(name)}.csv</a>)' if csv_href else ""
+            out.write(f"<details><summary>table <code>{esc(name)}</code>{link}</summary>{csv_table(path)}</details>")
     unfold = " open" if open_details else ""
     out.write(f"<details{unfold}><summary>settings</summary>{kv_table(meta['config'])}</details>")
     out.write(f"<details{unfold}><summary>environment</summary>{kv_table(env)}</details>")
@@ -181,7 +181,7 @@ def run_section(run_path: Path, meta: dict[str, Any], env: dict[str, Any], summa
 
 def page(title: str, body: str) -> str:
     # the empty icon stops browsers asking every server for /favicon.ico
-    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
             f"<link rel=\"icon\" href=\"data:,\"><style>{STYLE}</style></head><body>{body}</body></html>\n")
 
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from .claims import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
 from .errors import IclabError
 from .experiment import OTHER_LINE, RESEARCH_LINES, ResearchLine, load_lines, research_line
-from .report import (_esc, _fmt, claim_cells, claim_head, claim_text, claims_table, html_table, page,
+from .report import (claim_cells, claim_head, claim_text, claims_table, esc, fmt, html_table, page,
                      run_section, verdict_html)
 from .results import flatten_config, newest_runs, run_experiment, run_key, run_seed, varying
 from .store import finished_runs, replace_dir
@@ -122,11 +122,11 @@ def _tally(runs: list[Run], kinds: tuple[str, ...] = PAPER_KINDS) -> str:
 
 
 def _href(*parts: str) -> str:
-    return _esc("/".join(quote(p) for p in parts))
+    return esc("/".join(quote(p) for p in parts))
 
 
 def _link(text: str, *parts: str) -> str:
-    return f'<a href="{_href(*parts)}">{_esc(text)}</a>'
+    return f'<a href="{_href(*parts)}">{esc(text)}</a>'
 
 
 def _nav(*crumbs: str) -> str:
@@ -179,13 +179,13 @@ def _gallery(exps: dict[str, list[Run]], thumbs: dict[str, tuple[str, ...] | Non
     for name, runs in exps.items():
         newest, thumb = runs[0], thumbs.get(name)
         run_page = (*base, name, run_key(newest), "index.html")
-        picture = (f'<img alt="{_esc(name)}: main figure" src="{_href(*base, *thumb)}">' if thumb
+        picture = (f'<img alt="{esc(name)}: main figure" src="{_href(*base, *thumb)}">' if thumb
                    else '<span class="nofig">no figure</span>')
         sanity = _claims([newest], ("sanity",))
         cards.append(f'<div class="card"><a href="{_href(*run_page)}">{picture}</a><div>'
-                     f'{_link(name, *base, name, "index.html")} · {_esc(newest["meta"].get("title", ""))}'
-                     f'<br><small>{_esc(newest["meta"].get("paper", ""))}; newest run '
-                     f'{_link(run_key(newest), *run_page)} ({_esc(_preset(newest))})</small>'
+                     f'{_link(name, *base, name, "index.html")} · {esc(newest["meta"].get("title", ""))}'
+                     f'<br><small>{esc(newest["meta"].get("paper", ""))}; newest run '
+                     f'{_link(run_key(newest), *run_page)} ({esc(_preset(newest))})</small>'
                      f'<br>paper claims: {_tally([newest])}'
                      + (f'<br><small>sanity: {_tally([newest], ("sanity",))}</small>' if sanity else "")
                      + "</div></div>")
@@ -195,7 +195,7 @@ def _gallery(exps: dict[str, list[Run]], thumbs: dict[str, tuple[str, ...] | Non
 def _matrix(lines: dict[ResearchLine, dict[str, list[Run]]]) -> str:
     """Claims per kind (rows) and research line (columns), each cell its verdict counts, over the scored runs."""
     head = "".join(f"<th>{_link(line.title, line.name, 'index.html')}</th>" for line in lines)
-    rows = "".join(f"<tr><th>{_esc(kind)}</th>" + "".join(f"<td>{_tally(_scored(exps), (kind,))}</td>"
+    rows = "".join(f"<tr><th>{esc(kind)}</th>" + "".join(f"<td>{_tally(_scored(exps), (kind,))}</td>"
                                                           for exps in lines.values()) + "</tr>"
                    for kind in KINDS)
     return f'<table class="matrix"><tr><th>claims</th>{head}</tr>{rows}</table>'
@@ -214,15 +214,15 @@ def _index_body(lines: dict[ResearchLine, dict[str, list[Run]]], runs: list[Run]
     for line, exps in lines.items():
         if not exps and line is OTHER_LINE:
             continue
-        body += (f"<h2>{_link(line.title, line.name, 'index.html')}</h2><p><b>{_esc(line.paper)}</b> · package "
-                 f"<code>{_esc(line.package)}</code> · paper claims: {_tally(_scored(exps))}</p>"
+        body += (f"<h2>{_link(line.title, line.name, 'index.html')}</h2><p><b>{esc(line.paper)}</b> · package "
+                 f"<code>{esc(line.package)}</code> · paper claims: {_tally(_scored(exps))}</p>"
                  + (_gallery(exps, thumbs, line.name) if exps else _no_runs(line)))
     return body + "<h2>Environments</h2><p>The machines and versions the runs came from.</p>" + _environments(runs)
 
 
 def _no_runs(line: ResearchLine) -> str:
     prefix = "" if line is OTHER_LINE else f" --only {line.name}."
-    return f"<p>No finished runs yet: run <code>iclab reproduce --quick{_esc(prefix)}</code>.</p>"
+    return f"<p>No finished runs yet: run <code>iclab reproduce --quick{esc(prefix)}</code>.</p>"
 
 
 def _environments(runs: list[Run]) -> str:
@@ -234,21 +234,21 @@ def _environments(runs: list[Run]) -> str:
     rows = []
     for blob, members in groups.items():
         machine = json.loads(blob)
-        rows.append([f"<code>{_esc(_fmt(machine[k]))}</code>" if k in machine else "" for k in keys]
-                    + [str(len(members)), _esc(members[0]["env"].get("started", "")),
-                       _esc(members[-1]["env"].get("started", ""))])
+        rows.append([f"<code>{esc(fmt(machine[k]))}</code>" if k in machine else "" for k in keys]
+                    + [str(len(members)), esc(members[0]["env"].get("started", "")),
+                       esc(members[-1]["env"].get("started", ""))])
     return html_table(keys + ["runs", "first run", "last run"], rows)
 
 
 def _line_body(line: ResearchLine, exps: dict[str, list[Run]], thumbs: dict[str, tuple[str, ...] | None]) -> str:
-    head = _nav(_link("iclab results", "..", "index.html"), _esc(line.title))
-    intro = f"<h1>{_esc(line.title)}</h1><p><b>{_esc(line.paper)}</b> · package <code>{_esc(line.package)}</code></p>"
+    head = _nav(_link("iclab results", "..", "index.html"), esc(line.title))
+    intro = f"<h1>{esc(line.title)}</h1><p><b>{esc(line.paper)}</b> · package <code>{esc(line.package)}</code></p>"
     if not exps:
         return head + intro + _no_runs(line)
     scored = _scored(exps)
-    rows = [[_link(name, name, "index.html"), _esc(runs[0]["meta"].get("title", "")),
-             _esc(runs[0]["meta"].get("paper", "")), str(len(runs)),
-             _esc(", ".join(sorted({_preset(r) for r in runs}))),
+    rows = [[_link(name, name, "index.html"), esc(runs[0]["meta"].get("title", "")),
+             esc(runs[0]["meta"].get("paper", "")), str(len(runs)),
+             esc(", ".join(sorted({_preset(r) for r in runs}))),
              _tally(newest_runs(runs))] for name, runs in exps.items()]
     return (head + intro + _gallery(exps, thumbs)
             + f"<h2>Scoreboard: the paper's claims</h2><p>The paper-value and paper-shape claims of the newest run "
@@ -266,25 +266,25 @@ def _board(runs: list[Run], kinds: tuple[str, ...], empty: str) -> str:
     """The claims of `kinds`, one row each, behind the experiment and run they come from."""
     pairs = _claims(runs, kinds)
     if not pairs:
-        return f"<p>{_esc(empty)}</p>"
+        return f"<p>{esc(empty)}</p>"
     rows = [[f'<span class="nowrap">{_link(run_experiment(r), run_experiment(r), run_key(r), "index.html")}</span>'
-             f"<br><small>{_esc(_preset(r))}</small>", *claim_cells(c)] for r, c in pairs]
+             f"<br><small>{esc(_preset(r))}</small>", *claim_cells(c)] for r, c in pairs]
     return html_table(["experiment", *claim_head(kinds[0])], rows)
 
 
 def _experiment_body(line: ResearchLine, name: str, runs: list[Run]) -> str:
     meta = runs[0]["meta"]
-    head = _nav(_link("iclab results", "..", "..", "index.html"), _link(line.title, "..", "index.html"), _esc(name))
+    head = _nav(_link("iclab results", "..", "..", "index.html"), _link(line.title, "..", "index.html"), esc(name))
     configs = [{k: v for k, v in flatten_config(r["meta"].get("config", {})).items() if k != "seed"} for r in runs]
     fields = list(dict.fromkeys(k for c in configs for k in c))
     vary = varying(configs, fields)
-    rows = [[_link(run_key(r), run_key(r), "index.html"), _esc(_preset(r)), _esc(run_seed(r))]
-            + [f"<code>{_esc(_fmt(c.get(f, '')))}</code>" for f in vary]
-            + [_esc(r["env"].get("started", "")), _esc(r["env"].get("seconds", "")), _tally([r])]
+    rows = [[_link(run_key(r), run_key(r), "index.html"), esc(_preset(r)), esc(run_seed(r))]
+            + [f"<code>{esc(fmt(c.get(f, '')))}</code>" for f in vary]
+            + [esc(r["env"].get("started", "")), esc(r["env"].get("seconds", "")), _tally([r])]
             for r, c in zip(runs, configs)]
-    body = (head + f"<h1>{_esc(name)}: {_esc(meta.get('title', ''))}</h1><p>Reproduces <b>{_esc(meta.get('paper', ''))}"
+    body = (head + f"<h1>{esc(name)}: {esc(meta.get('title', ''))}</h1><p>Reproduces <b>{esc(meta.get('paper', ''))}"
             f"</b>. {len(runs)} finished run{'s' if len(runs) != 1 else ''}, newest first"
-            + (f"; the settings that differ between them: {_esc(', '.join(vary))}" if vary else "") + ".</p>"
+            + (f"; the settings that differ between them: {esc(', '.join(vary))}" if vary else "") + ".</p>"
             + "<h2>Runs</h2>"
             + html_table(["run", "preset", "seed", *vary, "started", "seconds", "verdicts (paper claims)"], rows)
             + _claims_across(runs))
@@ -305,7 +305,7 @@ def _claims_across(runs: list[Run]) -> str:
 
     def cell(c: dict[str, Any]) -> str:
         t = claim_text(c)
-        return f"{_esc(t['ours'])} {verdict_html(t['verdict'])}"
+        return f"{esc(t['ours'])} {verdict_html(t['verdict'])}"
 
     rows = [[_link(run_key(r), run_key(r), "index.html")] + [cell(claims[n]) for n in common]
             for r, claims in zip(runs, per_run)]
@@ -315,7 +315,7 @@ def _claims_across(runs: list[Run]) -> str:
 def _run_body(line: ResearchLine, name: str, run: Run, page_dir: Path) -> str:
     src = Path(run["path"])
     head = _nav(_link("iclab results", "..", "..", "..", "index.html"), _link(line.title, "..", "..", "index.html"),
-                _link(name, "..", "index.html"), _esc(run_key(run)))
+                _link(name, "..", "index.html"), esc(run_key(run)))
     return head + run_section(src, run["meta"], run["env"], run["summary"], level=1, img=_copy_img(page_dir),
                               csv_href=_copy_csv(src, page_dir), open_details=True)
 
@@ -325,7 +325,7 @@ def _copy_img(page_dir: Path) -> Callable[[Path], str]:
         dest = page_dir / "figures" / png.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, dest)
-        return f'<a href="{_href("figures", png.name)}"><img alt="{_esc(png.stem)}" src="{_href("figures", png.name)}"></a>'
+        return f'<a href="{_href("figures", png.name)}"><img alt="{esc(png.stem)}" src="{_href("figures", png.name)}"></a>'
 
     return img
 
