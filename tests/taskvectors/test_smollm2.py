@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from iclab.models import decoder_blocks, encode, forward_last, load_model, patch_residual, record_residual
+from iclab.models import decoder_blocks, encode, forward_last, patch_residual, record_residual
 from iclab.taskvectors.evaluate import evaluate_task
 from iclab.taskvectors.method import TaskVectorRunner
 from iclab.taskvectors.prompts import get_template, prepare_task
 from iclab.taskvectors.tasks import get_task
+from tests.conftest import bundled_model
+
 
 @pytest.fixture(scope="module")
 def lm():
-    return load_model("smollm2-135m")
+    return bundled_model("smollm2-135m")
+
 
 def test_converted_model_is_cached(lm):
     assert type(lm.model).__name__ == "LlamaForCausalLM"
