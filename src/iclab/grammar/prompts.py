@@ -1,4 +1,4 @@
-"""ICL prompts in the pretraining iteration format (spec §3.3).
+"""ICL prompts in the pretraining iteration format (docs/grammar.md: the default world).
 
     direct:  <eos> x1 -> y1 ; x2 -> y2 ; ... ; xq ->            predict yq
     CoT:     <eos> x1 -> z1 => y1 ; ... ; xq ->                 generate zq => yq, score yq

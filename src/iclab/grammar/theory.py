@@ -7,7 +7,7 @@ posterior over templates τ is the prior times the likelihood of the answers see
 (maps are deterministic, so each τ either explains an answer or is ruled out; the
 random-pairs template explains anything with 1/N).
 
-Theorem 1 (reconstructed, spec §2.3): the cumulative log loss on the answers of an n-item
+Theorem 1 (as we reconstruct it: docs/grammar.md: the question): the cumulative log loss on the answers of an n-item
 prompt is at most D[τ] + R_n, because the chain rule turns the mixture's probability of the
 whole prompt into the summed loss and the mixture is at least prior(τ) · P(N ≥ n).
 """

@@ -1,4 +1,4 @@
-"""The default world: one instance of the CAG engine (design: spec §3.3, choices in docs/grammar.md).
+"""The default world: one instance of the CAG engine (design and choices: docs/grammar.md, the default world).
 
 Objects o0..o{N-1} are the attribute values; unary functions F0..F{K-1} are fixed random maps
 objects -> objects; binary operations G0.. take a second argument that an iteration binds once

@@ -1,4 +1,4 @@
-"""Cavity / "AMP" iteration of the official code (spec §3), vectorised and batched.
+"""Cavity / "AMP" iteration of the official code (docs/spinglass.md: AMP), vectorised and batched.
 
 For every spin i, with the diagonal of J excluded from the sums:
 

@@ -1,4 +1,4 @@
-"""Closed forms and diagnostics for the spin-glass figures (spec §2.1, §2.2, §5)."""
+"""Closed forms and diagnostics for the spin-glass figures (docs/spinglass.md: mapping.1, §2.2, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Linear-regression prompts, reduced features and sufficient statistics (spin-glass spec §1-2).
+"""Linear-regression prompts, reduced features and sufficient statistics (docs/spinglass.md: the model).
 
 A prompt is the token matrix
 
@@ -6,7 +6,7 @@ A prompt is the token matrix
          [y_1 ... y_N  0  ]]            # (D+1, N+1), columns are tokens
 
 with x ~ N(0, I_D), a task w ~ N(0, I_D) per prompt, y = w.x / sqrt(D) (noise-free).
-The merged linear-attention readout only sees the reduced features s (spec §1.3), so every
+The merged linear-attention readout only sees the reduced features s (docs/spinglass.md: readout), so every
 loss over W is a quadratic form in W with coefficients (S, h, yy) = sufficient statistics.
 """
 
@@ -62,7 +62,7 @@ def sample_prompts(
     Cov(x_{., d}) = (1-c) I + c 11^T over tokens. We draw g ~ N(0, I) and set x = g L^T with
     L L^T the equicorrelation matrix (L lower Cholesky factor), which gives exactly that
     covariance. The official Fig. S4 code multiplies X <- X L with tokens along the rows of X,
-    which yields covariance L^T L != L L^T, i.e. *not* equicorrelation (spec §7.6); we
+    which yields covariance L^T L != L L^T, i.e. *not* equicorrelation (docs/spinglass.md: quirks); we
     implement the intended model.
     """
     if tasks is None:
@@ -191,7 +191,7 @@ def stack_stats(stats: list[SuffStats]) -> SuffStats:
 
 
 # -----------------------------------------------------------------------------
-# finite task pool and Bayes baselines (Raventos et al. 2023, spec §8.2)
+# finite task pool and Bayes baselines (Raventos et al. 2023, docs/spinglass.md: anchors)
 
 
 class TaskPool:

@@ -3,7 +3,7 @@
 The columns of Z are the tokens: (x_i, y_i) for the N context examples, then the query
 (x_q, 0). Every model reads its prediction from the label slot of the query's output,
 entry [D, N]. The paper (Li, Bai, Huang 2024) specifies only the two linear models of
-§1.3; for Fig. S8 it names four more architectures with no details, so these are ours:
+docs/spinglass.md: readout; for Fig. S8 it names four more architectures with no details, so these are ours:
 
 - `sla`  MergedLinearAttention: F = Z Zᵀ W Z/(N+1), W (D+1, D+1). The paper's model.
 - (not in ARCHITECTURES) SeparateLinearAttention: the same with W = W_Qᵀ W_K (Fig. S1).

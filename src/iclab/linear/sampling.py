@@ -1,6 +1,6 @@
 """Exact reduced sampling of prompts: draw only what the readout sees, O(D) numbers per prompt.
 
-The merged readout (spec §1.3) sees a prompt Z (D+1, N+1) only through
+The merged readout (docs/spinglass.md: readout) sees a prompt Z (D+1, N+1) only through
 
     g = (Z Zᵀ)[D, :]  (D+1,)   and the query x_q (D,),      s = g ⊗ x_q / k   (k = N+1),
 
@@ -37,7 +37,7 @@ Wishart(N−1, I) independent of s (Cochran),
 and K w, wᵀ K w are drawn as above with N − 1 degrees of freedom; x_q = √c f + √(1−c) e_q.
 
 `token_model="official"` reproduces the official Fig. S4 construction X ← X L (covariance Lᵀ L,
-spec §7.6) from full prompts; it is not reduced (O(D N²) per prompt) but returns the same fields.
+docs/spinglass.md: quirks) from full prompts; it is not reduced (O(D N²) per prompt) but returns the same fields.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class ReducedPrompts:
         """s = g ⊗ x_q / k: (..., D+1, D), or with `full` the (..., D+1, D+1) layout of
         `data.features` (its last column, the query label slot, is identically zero).
 
-        norm "N+1" (k = N+1, spec §1.3, as `data.features`) or "N" (k = N, the official
+        norm "N+1" (k = N+1, docs/spinglass.md: readout, as `data.features`) or "N" (k = N, the official
         `gen_field` normalisation of Figs. 1, 3, S2, S7).
         """
         if norm not in NORMS:

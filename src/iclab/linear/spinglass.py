@@ -1,4 +1,4 @@
-"""The pre-training loss of merged linear attention as a Gaussian spin glass (spec §2).
+"""The pre-training loss of merged linear attention as a Gaussian spin glass (docs/spinglass.md: mapping).
 
 Spins are the (D+1)^2 entries of W (row-major). With S = mean_mu s s^T:
 

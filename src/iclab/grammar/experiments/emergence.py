@@ -62,8 +62,8 @@ def compute(cfg: EmergenceConfig, ctx: RunContext) -> None:
     df = pd.DataFrame(rows).sort_values(["params", "data_tokens"]).reset_index(drop=True)
     ctx.table(df, "metrics")
     ctx.arrays("correct", **correct)
-    ctx.note("Data size = pretraining tokens, each seen once, so data and compute grow together (spec §7.7 leaves "
-             "this open); a fixed-compute variant repeats a smaller corpus (TrainConfig.steps).")
+    ctx.note("Data size = pretraining tokens, each seen once, so data and compute grow together (an open choice "
+             "of ours, docs/grammar.md); a fixed-compute variant repeats a smaller corpus (TrainConfig.steps).")
     ctx.note(f"One training seed ({cfg.seed}) per grid point: the intervals are over the evaluation prompts of that "
              "seed, not over seeds (grammar.icl judges primitive ICL over several training seeds).")
 

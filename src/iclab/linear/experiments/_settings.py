@@ -14,7 +14,7 @@ from iclab.runtime import ExperimentConfig
 
 
 class AmpSettings(ExperimentConfig):
-    """The cavity / AMP fixed-point iteration (spec §3)."""
+    """The cavity / AMP fixed-point iteration (docs/spinglass.md: AMP)."""
 
     beta: float = Field(100.0, gt=0, description="Inverse temperature β of AMP.")
     damping: float = Field(0.9, ge=0, lt=1, description="AMP damping θ.")
@@ -27,7 +27,7 @@ class AmpSettings(ExperimentConfig):
 
 
 class AdamSettings(ExperimentConfig):
-    """Full-batch Adam on the linear-attention readout (spec §1.4)."""
+    """Full-batch Adam on the linear-attention readout (docs/spinglass.md: loss)."""
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     epochs: int = Field(5000, gt=0, description="Full-batch Adam steps.")

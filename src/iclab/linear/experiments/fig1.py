@@ -54,7 +54,7 @@ class Fig1Config(ExperimentConfig):
     bins: int = Field(400, gt=1, description="Histogram bins over each block's paper window.")
     gmm_max_points: int = Field(200_000, gt=10, description="At most this many A-block values go to the GMM fit.")
     norm: Literal["N+1", "N"] = Field(
-        "N+1", description="Feature normalisation: N+1 tokens (ours, spec §1.3) or N (official gen_field, §7.1)."
+        "N+1", description="Feature normalisation: N+1 tokens (ours, docs/spinglass.md: readout) or N (official gen_field, §7.1)."
     )
 
 
@@ -213,7 +213,7 @@ def _notes(cfg: Fig1Config, ctx: RunContext) -> None:
              "is identical (the test suite checks the formula against the core features); one draw uses the core "
              "path for panels a, b.")
     ctx.note(f"Features use our convention ({cfg.norm}); the official gen_field divides by N and transposes the D x D "
-             "block (spec §7.1). The transposition only relabels spins (histograms unchanged); the normalisation "
+             "block (docs/spinglass.md: quirks). The transposition only relabels spins (histograms unchanged); the normalisation "
              "rescales h by (N+1)/N and J by ((N+1)/N)^2, which is why the predicted_other_norm column is given.")
     ctx.note("The paper's 'fits' are hand-set curves in fig-1/plot.py (C is drawn as 3*N(0,0.024^2), D "
              "and E with a 1.04 factor), not normalised fits; we compare the paper's widths with a least-squares "

@@ -293,6 +293,6 @@ def _amp_claims(cfg: Fig2Config, am: pd.DataFrame, ctx: RunContext) -> None:
     ctx.claim("AMP converged fraction", kind="sanity", paper=f"(ours) converges within {cfg.amp_steps} sweeps",
               ours=Estimate.exact(len(conv) / len(am), f"{len(conv)} of {len(am)} draws"), expect=(">=", 1.0))
     ctx.claim("max |AMP m − ridge| over the relevant spins", kind="sanity",
-              paper="(ours) AMP has no Onsager term in the mean (spec §3), so it is close to, not equal to, ridge",
+              paper="(ours) AMP has no Onsager term in the mean (docs/spinglass.md: AMP), so it is close to, not equal to, ridge",
               ours=Estimate.exact(float(conv.max_abs_m_minus_ridge.max()), "max over converged draws and spins"),
               expect=("<", 0.05))

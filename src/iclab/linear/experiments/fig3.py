@@ -44,7 +44,7 @@ class Fig3Config(ExperimentConfig):
     rbf_neighbors: int = Field(100, gt=0, description="RBFInterpolator neighbors (official 100).")
     rbf_smoothing: float = Field(50.0, ge=0, description="RBFInterpolator smoothing (official 50).")
     energy: Literal["exact", "official"] = Field(
-        "exact", description="exact: H(W); official: H + 1/2 sum_k S_kk W_k^2 (diag(J) counted twice, spec §7.7)."
+        "exact", description="exact: H(W); official: H + 1/2 sum_k S_kk W_k^2 (diag(J) counted twice, docs/spinglass.md: quirks)."
     )
     betas: PositiveFloats = Field([10.0, 100.0, 1000.0], description="Inverse temperatures of the Boltzmann samples.")
     n_samples: int = Field(1000, gt=1, description="Exact Boltzmann samples per (P, beta).")
@@ -207,7 +207,7 @@ def _plane(sg: SpinGlass, W_star: torch.Tensor, V: torch.Tensor, relevant: torch
 def _notes(cfg: Fig3Config, ctx: RunContext) -> None:
     D, n = cfg.D, (cfg.D + 1) ** 2
     ctx.note("Energies are the exact H of the spin glass; the official energy_landscape adds 1/2 sum_k S_kk W_k^2 "
-             "(diag(J) counted twice, spec §7.7). Set energy=official to reproduce it.")
+             "(diag(J) counted twice, docs/spinglass.md: quirks). Set energy=official to reproduce it.")
     ctx.note(f"The t-SNE picture is qualitative: random W ~ N(0, I) in (D+1)^2 = {n} dimensions are nearly "
              "equidistant, so the 2-D embedding carries little information about H (H is quadratic and, for "
              "lambda0 > 0, has exactly one minimum at every P). The exact statements are the zero-mode count and the "

@@ -2,7 +2,7 @@
 
 Li, Bai & Huang sweep the number of pre-training prompts P (= task diversity, one task per
 prompt) and the prompt length N at D=20, lambda0=1, beta=100, run the cavity/AMP iteration
-(spec §3) on the couplings of each draw, and colour every cell by the contrast ratio
+(docs/spinglass.md: AMP) on the couplings of each draw, and colour every cell by the contrast ratio
 CR(W) = <W, I>_F / (||W||_F ||I||_F) of the AMP mean W = m, averaged over the converged
 runs; cells where no run converged are left blank. CR measures how identity-like the learnt
 W is, i.e. how close the model is to the "correct" in-context solution W11 ∝ I, w21 = 0.
@@ -17,7 +17,7 @@ Two things make the paper grid (2500 cells x 10 repeats of a 441-spin AMP) cheap
   have stopped, so a batch of cells costs what its slow members cost.
 
 We also report the exact ground state (ridge, A^{-1} h) of every draw, whose CR is defined in
-every cell, as the "exact Gibbs mean" reference beside the AMP means (spec §3 observations).
+every cell, as the "exact Gibbs mean" reference beside the AMP means (docs/spinglass.md: AMP).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def compute(cfg: Fig4aConfig, ctx: RunContext) -> None:
              "grid, so cells along P share (nested) prompts; the official script draws every cell afresh. Each "
              "cell's marginal law is unchanged; the P-cuts are smoother.")
     ctx.note("AMP starts from the official init m, v ~ N(0, 1), drawn independently for every cell and repeat.")
-    ctx.note("Spec §7.3: the saved Fig. 4a data are ~0.1 higher in CR than the published script produces; we run "
+    ctx.note("The saved Fig. 4a data are ~0.1 higher in CR than the published script produces; we run "
              "the script's settings, so our CR values are compared both with the saved data (paper-value claims) "
              "and with the re-run of the script (sanity claims).")
     ctx.note(f"Mean AMP sweeps over all runs: {sweeps.mean():.1f} (max {cfg.amp_steps}); non-converged runs count as "
@@ -291,7 +291,7 @@ def verdicts(cfg: Fig4aConfig, res: Results, ctx: RunContext) -> None:
               expect=(">=", 0.8))
     gap = (cr_ridge - cr_amp)[np.isfinite(cr_amp)]
     ctx.claim("CR(ridge) − CR(AMP) over converged runs", kind="sanity",
-              paper="(ours) AMP has no Onsager term in the mean (spec §3): close to, not equal to, ridge",
+              paper="(ours) AMP has no Onsager term in the mean (docs/spinglass.md: AMP): close to, not equal to, ridge",
               ours=Estimate.mean(gap, unit="converged runs"), expect=("between", -0.05, 0.05))
     ctx.claim("fraction of AMP runs converged", kind="engineering",
               paper="(ours) blank cells at small P; most of the diagram converges",

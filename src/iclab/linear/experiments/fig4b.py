@@ -47,7 +47,7 @@ GAP_TOL = 0.003  # AMP - SGD at the largest N: both paper values carry ~0.001 (s
 STD_REL_TOL = 0.3  # the paper's std comes from 50 repeats (itself ±10%); 30% tells 0.03 from 0.02 or 0.04
 AGREE_TOL = 0.02  # "AMP and SGD agree": the paper's largest gap is 0.007, its repeat std at N=20 is 0.03
 STATIONARY_TOL = 0.005  # Adam vs its exact stationary point: below every gap the claims resolve
-GROUND_STATE_TOL = 0.02  # AMP (no Onsager term in the mean, spec §3) vs the exact ground state
+GROUND_STATE_TOL = 0.02  # AMP (no Onsager term in the mean, docs/spinglass.md: AMP) vs the exact ground state
 CONVERGED_MIN = 0.9  # P_train >> D(D+1): AMP is expected to converge in (nearly) every run
 
 
@@ -58,7 +58,7 @@ class Fig4bConfig(AmpSettings, AdamSettings):
     P_test: int = Field(1000, gt=0, description="Test prompts per repeat, fresh tasks.")
     amp_lam0: float | None = Field(
         None, gt=0, description="λ0 of AMP and of the ridge ground state; None = wd (the paper's choice). "
-        "Adam's stationary point corresponds to λ0 = wd/2 (spec §1.4).")
+        "Adam's stationary point corresponds to λ0 = wd/2 (docs/spinglass.md: loss).")
     repeats: int = Field(50, gt=0, description="Independent repeats (data, init) per N.")
 
 
@@ -73,7 +73,7 @@ def compute(cfg: Fig4bConfig, ctx: RunContext) -> None:
     """The paper's flagship comparison: the mean m of the cavity/AMP fixed point on the training
     data, used as W, predicts unseen tasks as well as full-batch Adam training does, and both
     track the population optimum (D+1)/(N+D+1) from slightly above. The exact ridge ground
-    state of the same Hamiltonian is a third curve (AMP has no reaction term, spec §3)."""
+    state of the same Hamiltonian is a third curve (AMP has no reaction term, docs/spinglass.md: AMP)."""
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     lam0 = cfg.weight_decay if cfg.amp_lam0 is None else cfg.amp_lam0
     rows = []
@@ -96,9 +96,9 @@ def compute(cfg: Fig4bConfig, ctx: RunContext) -> None:
     ctx.note(f"AMP and the ridge curve use λ0 = {lam0:g}"
              + (" = wd, the paper's choice" if cfg.amp_lam0 is None else " (amp_lam0)")
              + "; Adam's coupled weight decay on the MSE (no ½) has its stationary point at λ0 = wd/2 "
-             "(spec §1.4), so the metrics also hold 'ridge_wd/2', the exact minimiser Adam is heading to.")
+             "(docs/spinglass.md: loss), so the metrics also hold 'ridge_wd/2', the exact minimiser Adam is heading to.")
     ctx.note("N grid 20, 40, …, 200 as in the saved Fig. 4b data (the script says linspace(10, 200, 20), "
-             "spec §7.3).")
+             "docs/spinglass.md: quirks).")
     ctx.note("Prompts are drawn by an exact reduced sampler: the readout sees a prompt only through "
              "(Z Zᵀ)[D, :] and the query, and Σ_i x_i x_iᵀ w = |w|(r² ŵ + r P⊥ξ), r² ~ χ²_N, is drawn "
              "directly (same distribution as data.sample_prompts, O(D) numbers per prompt).")
@@ -228,7 +228,7 @@ def verdicts(cfg: Fig4bConfig, res: Results, ctx: RunContext) -> None:
     if amp_ok.any():
         ctx.claim("max |AMP − ridge ground state| over converged runs", kind="sanity",
                   paper="(ours) AMP's fixed point vs the exact ground state of the same H (AMP has no Onsager "
-                        "term in the mean, spec §3)",
+                        "term in the mean, docs/spinglass.md: AMP)",
                   ours=Estimate.exact(np.nanmax(np.abs(t["amp"] - t["ridge"])), f"max over {amp_ok.sum()} runs"),
                   expect=("<=", GROUND_STATE_TOL))
     ctx.claim("fraction of AMP runs converged", kind="sanity",
@@ -262,7 +262,7 @@ def _paper_values(cfg: Fig4bConfig, t: dict[str, np.ndarray], ctx: RunContext) -
               paper_value=round(PAPER_AMP[j] - PAPER_SGD[j], 4), source=SOURCE,
               ours=Estimate.mean(t["amp"][:, k] - t["adam"][:, k], unit="repeats"), tolerance=GAP_TOL,
               note="Paired over repeats (same training set). AMP runs at λ0 = wd while Adam's stationary point is "
-                   "λ0 = wd/2 (spec §1.4), and AMP's mean has no Onsager term (spec §3): both put AMP above Adam.")
+                   "λ0 = wd/2 (docs/spinglass.md: loss), and AMP's mean has no Onsager term (docs/spinglass.md: AMP): both put AMP above Adam.")
     for n in sorted({common[0], common[-1]}):
         ctx.claim(f"Adam repeat std at N={n}", kind="paper-value", paper=f"SGD error bar (std over repeats) at N={n}",
                   paper_value=PAPER_SGD_STD[PAPER_NS.index(n)], source=SOURCE,

@@ -181,7 +181,7 @@ def compute(cfg: FigS1Config, ctx: RunContext) -> None:
     ctx.note("Prompts drawn by the exact reduced sampler (see spinglass.fig4b); each repeat has its own "
              "training set, test set (fresh tasks) and init.")
     ctx.note("The heatmaps show W_Qᵀ W_K, the model's effective matrix (the official plot computes W_q W_kᵀ, "
-             "spec §7.5).")
+             "docs/spinglass.md: quirks).")
 
 
 def _summary(df: pd.DataFrame) -> pd.DataFrame:

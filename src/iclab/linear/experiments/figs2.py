@@ -45,8 +45,8 @@ class FigS2Config(ExperimentConfig):
     a_diagonal: bool = Field(False, description="Keep the diagonal of block A (the official S2 script drops it).")
     norm: Literal["N+1", "N"] = Field(
         "N",
-        description="Feature normalisation: N (official gen_field, which Fig. S2 used, spec §7.1; the default "
-        "here because the KL values are sensitive to it) or N+1 tokens (our model's convention, spec §1.3).",
+        description="Feature normalisation: N (official gen_field, which Fig. S2 used, docs/spinglass.md: quirks; the default "
+        "here because the KL values are sensitive to it) or N+1 tokens (our model's convention, docs/spinglass.md: readout).",
     )
 
 

@@ -43,7 +43,7 @@ CR_TOL = 0.1  # one instance in the paper, no spread given: a tenth of the CR sc
 DIAGONAL_DOMINATED = 0.5  # CR of a structureless W is ~0 ± 0.1, of the identity 0.95
 CONTROL_DROP = 0.5  # shuffling block A must cost at least half the CR scale for "the diagonal drives it"
 CONVERGED_MIN = 0.9  # of AMP runs (m and control) on the fitted model
-AMP_VS_EXACT = 0.05  # |CR(AMP) − CR(ground state)|: AMP omits the Onsager term (spec §3) but J is weak here
+AMP_VS_EXACT = 0.05  # |CR(AMP) − CR(ground state)|: AMP omits the Onsager term (docs/spinglass.md: AMP) but J is weak here
 WEIGHT_TOL = 0.03  # GMM weight of A's diagonal mode vs 1/D (D of the D^2 entries are diagonal)
 
 
@@ -205,7 +205,7 @@ def compute(cfg: FigS3Config, ctx: RunContext) -> None:
              "model at the same D (normal MLE for B-E, a GMM for A) and J is symmetrised (upper triangle drawn, "
              "mirrored). 'official': the official script's hand-set pdfs of the D = 5 Fig. 1 curves, sampled as "
              "its scipy rv_continuous samples them: a pdf of mass k > 1 is cut where its CDF reaches 1, so every "
-             "C-coupling is in [−0.097, −0.010] (mean −0.026, spec §7.6); J is not symmetric, as in the official "
+             "C-coupling is in [−0.097, −0.010] (mean −0.026, docs/spinglass.md: quirks); J is not symmetric, as in the official "
              "code; A's diagonal and off-diagonal fields come from the mixture's two modes, N(0.2, 0.02²) and "
              "N(0, 0.02²) (the official split at 0.1 cuts off < 1e-6 of either).")
     ctx.note("Both models use the official layout: every spin, including the last-column ones, gets i.i.d. "

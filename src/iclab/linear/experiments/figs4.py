@@ -71,7 +71,7 @@ class FigS4Config(AmpSettings, AdamSettings):
     token_models: list[Literal["equicorrelated", "official"]] = Field(
         list(TOKEN_MODELS), min_length=1, description=(
             "equicorrelated: token covariance (1−c) I + c 11ᵀ (the intended model); official: the official code's "
-            "X ← X L, covariance Lᵀ L (spec §7.6), drawn exactly in reduced form (`official_prompts`). The "
+            "X ← X L, covariance Lᵀ L (docs/spinglass.md: quirks), drawn exactly in reduced form (`official_prompts`). The "
             "paper's numbers are the official model's."))
 
 
@@ -161,14 +161,14 @@ def compute(cfg: FigS4Config, ctx: RunContext) -> None:
     ctx.note("Token models: 'equicorrelated' is the intended model: for every input coordinate the N+1 tokens "
              "(query included) have covariance (1−c) I + c 11ᵀ, as data.sample_prompts(token_corr=c), drawn by the "
              "exact reduced sampler (x_i = √c f + √(1−c) e_i; Σ_i x_i x_iᵀ w from f, Σ e_i and a Wishart(N−1) term). "
-             "'official' is the official X ← X L construction (covariance Lᵀ L, spec §7.6; the query has "
+             "'official' is the official X ← X L construction (covariance Lᵀ L, docs/spinglass.md: quirks; the query has "
              "variance (1−c)(1+cN)/(1−c+cN), the first token 1 + N c²), drawn exactly in reduced form "
              "(figs4.official_prompts, tested against the full-prompt construction); the paper's numbers were "
              "made with it. Test prompts use the same c and token model.")
     ctx.note(f"AMP λ0 = {lam0:g}" + (" = wd (the paper's choice)" if cfg.amp_lam0 is None else " (amp_lam0)")
              + f", ≤ {cfg.amp_steps} sweeps, runs with error ≥ {cfg.amp_tol:g} left out (the official S4 code's "
              "NaN). Adam: full batch, lr and epochs of the official S4 script; 'ridge_wd/2' is Adam's exact "
-             "stationary point (spec §1.4).")
+             "stationary point (docs/spinglass.md: loss).")
     ctx.note("The metrics column coupling_ratio is max_i Σ_j J_ij²/λ_i², the gain of the cavity variance's "
              "feedback: correlated tokens make J strongly structured, and once the gain nears 1 the cavity term "
              "β² Σ_j J_ij² v_j overtakes βλ_i, the denominators change sign and AMP diverges; the exact ground "

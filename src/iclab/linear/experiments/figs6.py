@@ -2,14 +2,14 @@
 
 What the equation group is (read from the official `fig-S6/data.py`; the paper text is terse).
 With noise-free labels y_i = w.x_i/sqrt(D), the reduced readout of merged linear attention
-(spec §1.3) on a prompt with task w and context inputs X (D, N) is, up to the factor N/(N+1),
+(docs/spinglass.md: readout) on a prompt with task w and context inputs X (D, N) is, up to the factor N/(N+1),
 
     y_hat = w^T C (W11 + w W21 / sqrt(D)) x_q / sqrt(D),      C = X X^T / N,
 
 with W11 the D x D block and W21 the last row (a 1 x D row) of W. The model predicts every
 task exactly iff the bracket inverts C. The official script imposes this as a matrix
 identity for P tasks w^1..w^P sharing one context covariance C (it writes the bracket on the
-left of C, a transposition convention, spec §7.1):
+left of C, a transposition convention, docs/spinglass.md: quirks):
 
     (W11 + w^mu W21 / sqrt(D)) C = I_D,   mu = 1..P        (P D^2 linear equations, D^2 + D unknowns)
 

@@ -252,7 +252,7 @@ def compute(cfg: FigS8Config, ctx: RunContext) -> None:
              f"passes {cfg.tf_epochs}; both mini-batch {cfg.batch_size}, {cfg.schedule} schedule with "
              f"{cfg.warmup:.0%} warm-up (the paper does not say how SA and TF were trained).")
     ctx.note("AMP uses lambda0 = wd (the official code); the ridge rows are the exact ground state at lambda0 = wd/2, "
-             "the stationary point of Adam with coupled weight decay on the MSE (spec §1.4), i.e. where SLA is heading.")
+             "the stationary point of Adam with coupled weight decay on the MSE (docs/spinglass.md: loss), i.e. where SLA is heading.")
 
 
 # -- reading the saved results -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Task diversity with a finite task pool (Raventós et al. 2023; spec §8.2), for merged linear attention.
+"""Task diversity with a finite task pool (Raventós et al. 2023; docs/spinglass.md: anchors), for merged linear attention.
 
 The spin-glass paper draws a fresh task for every pre-training prompt, so its "task diversity"
 is P (the single-instance corner M = P of a pool model). Raventós et al. instead fix a pool of
@@ -45,8 +45,8 @@ from ..data import Prompts, TaskPool, dmmse_predict, features, predict, ridge_pr
 from ..train import train_quadratic
 from ._settings import AdamSettings
 
-RAVENTOS = "Raventós et al. 2023 (spec §8.2), Fig. 2"
-LU = "Lu et al. 2024 (spec §8.1): g_task = e_ICL − e_IDG and the memorisation → ICL transition at κ = k/d ≈ 1"
+RAVENTOS = "Raventós et al. 2023 (docs/spinglass.md: anchors), Fig. 2"
+LU = "Lu et al. 2024 (docs/spinglass.md: anchors): g_task = e_ICL − e_IDG and the memorisation → ICL transition at κ = k/d ≈ 1"
 
 # Tolerances, declared before any run (statistics are per repeat, paired on the same test prompts).
 GAP_SHRINK_MAX = 0.5  # "approaches ridge": the gap to ridge at the largest M is < half that at the smallest M
