@@ -79,7 +79,7 @@ def train_claims(runs: Path) -> str:
             c = Claim.from_dict(d)
             counts[(c.name, c.kind, c.verdict)] = counts.get((c.name, c.kind, c.verdict), 0) + 1
     parts = [f"{name} ({kind}): {verdict} in {n}" for (name, kind, verdict), n in sorted(counts.items())]
-    return f"grammar.train, {len(found)} trained models: " + "; ".join(parts)
+    return f"grammar.train, {len(found)} trained models in this store: " + "; ".join(parts)
 
 
 def theory_tables(runs: Path, preset: str | None) -> None:
@@ -162,10 +162,11 @@ def main() -> None:
     print("#### Task vectors (layer and mode chosen on dev episodes; accuracies on test episodes; one seed)\n")
     print(md(df[["size", "type", "mode", "layer", "dev_tv", "tv", "icl", "baseline"]]), "\n")
 
-    theory_tables(runs, None)
+    theory_tables(runs, "quick-3seeds")
 
     print("#### Claims\n")
-    print(md(claims_table(runs)), "\n")
+    others = [e for e in EXPERIMENTS if e != "grammar.theory"]
+    print(md(pd.concat([claims_table(runs, others), claims_table(runs, ["grammar.theory"], "quick-3seeds")])), "\n")
     print(train_claims(runs), "\n")
 
 
