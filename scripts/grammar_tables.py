@@ -44,6 +44,8 @@ def over_seeds(df: pd.DataFrame, index: list[str], columns: str, values: str = "
     """Wide table of 'mean ± half-width' cells: the mean over the `seed` column with its 95% t-interval."""
     def fmt(x: pd.Series) -> str:
         e = Estimate.mean(x.to_numpy(), unit="seeds")
+        if e.value != e.value:  # NaN: undefined (e.g. the ideal predictor on a prompt of probability 0)
+            return ""
         return f"{e.value:.2f}" if e.lo is None else f"{e.value:.2f} ± {(e.hi - e.lo) / 2:.2f}"
 
     wide = df.groupby(index + [columns])[values].agg(fmt).unstack(columns).reset_index()
@@ -108,6 +110,11 @@ def theory_tables(runs: Path, preset: str | None) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if "--only" in args:  # one section: recombination, probes, taskvectors
+        i = args.index("--only")
+        {"recombination": recombination_table, "probes": probes_table,
+         "taskvectors": taskvector_tables}[args[i + 1]](Path(args[0] if i else "runs"))
+        return
     if "--theory" in args:
         i = args.index("--theory")
         theory_tables(Path(args[0] if i else "runs"), args[i + 1])
@@ -138,16 +145,34 @@ def main() -> None:
     print("#### Chain of thought (final-answer accuracy, mean ± 95% t-interval half-width over training seeds)\n")
     print(md(over_seeds(df, ["type", "mode"], "n_demos")), "\n")
 
+    recombination_table(runs)
+    _rest(runs)
+
+
+def recombination_table(runs: Path) -> None:
     df = table(newest(runs, "grammar.recombination"))
     print("#### Recombination: held-out compositions, direct vs steps, in both worlds (final-answer accuracy, mean ± "
           "95% t-interval half-width over training seeds; seed −1: the world's ideal predictor, blank: undefined)\n")
     held = df[df.type == "heldout"].assign(model=lambda d: d.seed.map(lambda s: "ideal" if s < 0 else "trained"))
     print(md(over_seeds(held, ["world", "model", "mode"], "n_demos")), "\n")
 
+
+def _rest(runs: Path) -> None:
     df = table(newest(runs, "grammar.ablation"))
     print("#### Ablation (primitive ICL, mean ± 95% t-interval half-width over training seeds)\n")
     print(md(over_seeds(df, ["world"], "n_demos")), "\n")
 
+    probes_table(runs)
+    taskvector_tables(runs)
+    theory_tables(runs, "quick-3seeds")
+
+    print("#### Claims\n")
+    others = [e for e in EXPERIMENTS if e != "grammar.theory"]
+    print(md(pd.concat([claims_table(runs, others), claims_table(runs, ["grammar.theory"], "quick-3seeds")])), "\n")
+    print(train_claims(runs), "\n")
+
+
+def probes_table(runs: Path) -> None:
     df = table(newest(runs, "grammar.probes"), "chosen")
     print("#### Probes (test accuracy at the layer chosen on dev; mean ± half-width over training seeds)\n")
     df["layers"] = df.layer.astype(str)
@@ -158,16 +183,25 @@ def main() -> None:
     print(md(wide.merge(acc, on=["model", "target"])[["model", "target", "seeds", "layers", "accuracy", "type_only",
                                                       "control", "majority"]]), "\n")
 
+    path = newest(runs, "grammar.probes")
+    icl = json.loads((path / "data" / "icl.json").read_text())
+    print("#### Probe vs ICL (test accuracy at the dev-chosen layer beside the model's ICL after 8 demonstrations: "
+          "primitive for the template and iteration probes, composite for g(x))\n")
+    rows = [dict(model=m, seed=s, target=t, probe=a, icl=icl[f"{m}__{s}"]["comp" if t == "mid" else "prim"])
+            for m, s, t, a, tr in zip(df.model, df.seed, df.target, df.accuracy, df.trained.astype(str))
+            if tr == "True" and t != "role"]
+    print(md(pd.DataFrame(rows).sort_values(["target", "model", "seed"])), "\n")
+
+
+def taskvector_tables(runs: Path) -> None:
     df = table(newest(runs, "grammar.taskvectors"))
     print("#### Task vectors (layer and mode chosen on dev episodes; accuracies on test episodes; one seed)\n")
     print(md(df[["size", "type", "mode", "layer", "dev_tv", "tv", "icl", "baseline"]]), "\n")
-
-    theory_tables(runs, "quick-3seeds")
-
-    print("#### Claims\n")
-    others = [e for e in EXPERIMENTS if e != "grammar.theory"]
-    print(md(pd.concat([claims_table(runs, others), claims_table(runs, ["grammar.theory"], "quick-3seeds")])), "\n")
-    print(train_claims(runs), "\n")
+    heads = table(newest(runs, "grammar.taskvectors"), "heads")
+    print("#### Attention heads' average indirect effect (dev episodes, mean over the type's tasks; top 3 per size)\n")
+    mean = heads.groupby(["size", "type", "layer", "head"], as_index=False).aie.mean()
+    top = mean.sort_values("aie", ascending=False).groupby(["size", "type"]).head(3)
+    print(md(top.sort_values(["size", "type", "aie"], ascending=[True, True, False])), "\n")
 
 
 if __name__ == "__main__":
