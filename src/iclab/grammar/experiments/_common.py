@@ -106,8 +106,10 @@ class GrammarConfig(DeviceConfig):
 
 class TrainingRunsConfig(GrammarConfig):
     """An experiment that trains models (as `grammar.train` runs in its store) before measuring them.
-    How the missing models are trained (backend, workers) is not part of a run's identity: it does not
-    change them (training is deterministic per point), so a grid started one way can finish another."""
+    How the missing models are trained (backend, workers) is not part of a run's identity, so a grid
+    started one way can finish another. It can change the models, though: on CPU a point is bit-for-bit
+    reproducible for a given number of torch threads, and each worker trains with its share of the cores
+    (one missing model alone: all of them). The thread count is recorded in each model's metrics."""
 
     UNHASHED: ClassVar[frozenset[str]] = frozenset({"backend", "workers"})
 
