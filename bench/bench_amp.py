@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from iclab.linear.amp import amp, amp_per_spin_loop
-from iclab.linear.sampling import sufficient_stats
-from iclab.linear.spinglass import SpinGlass
+from iclab.spinglass import amp, amp_per_spin_loop
+from iclab.spinglass import sufficient_stats
+from iclab.spinglass import SpinGlass
 
 
 def best_of(fn, repeats: int) -> float:

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from iclab.models import load_model
-from iclab.taskvectors.evaluate import evaluate_task
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import answer_lengths, get_template, prepare_task
-from iclab.taskvectors.tasks import load_task_file
+from iclab.taskvectors import evaluate_task
+from iclab.taskvectors import TaskVectorRunner
+from iclab.taskvectors import answer_lengths, get_template, prepare_task
+from iclab.taskvectors import load_task_file
 
 TASK = Path(__file__).resolve().parents[1] / "examples" / "tasks" / "comparatives.json"
 

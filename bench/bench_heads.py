@@ -20,11 +20,11 @@ import time
 import torch
 
 from iclab.models import load_model
-from iclab.runtime.seeding import make_rng
-from iclab.taskvectors.heads import indirect_effects, indirect_effects_naive, mean_head_activations
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import get_template, prepare_task
-from iclab.taskvectors.tasks import get_task
+from iclab.runtime import make_rng
+from iclab.taskvectors._heads import indirect_effects, indirect_effects_naive, mean_head_activations
+from iclab.taskvectors import TaskVectorRunner
+from iclab.taskvectors import get_template, prepare_task
+from iclab.taskvectors import get_task
 
 
 def main() -> None:

@@ -20,12 +20,12 @@ import time
 import torch
 
 from iclab.models import load_model
-from iclab.taskvectors.episodes import sample_episodes, split_queries
-from iclab.runtime.seeding import make_rng
-from iclab.taskvectors.evaluate import extract_thetas
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import get_template, prepare_task
-from iclab.taskvectors.tasks import get_task
+from iclab.taskvectors import sample_episodes, split_queries
+from iclab.runtime import make_rng
+from iclab.taskvectors import extract_thetas
+from iclab.taskvectors import TaskVectorRunner
+from iclab.taskvectors import get_template, prepare_task
+from iclab.taskvectors import get_task
 
 
 def measure(runner: TaskVectorRunner, fn):

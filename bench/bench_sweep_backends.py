@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from iclab.runtime.ray_backend import RayExecutor
-from iclab.runtime.store import result_files
-from iclab.runtime.executors import LocalExecutor
-from iclab.runtime.sweep import sweep
+from iclab.runtime._ray_backend import RayExecutor
+from iclab.runtime import result_files
+from iclab.runtime import LocalExecutor
+from iclab.runtime import sweep
 
 
 

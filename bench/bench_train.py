@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from iclab.linear.data import features, sample_prompts, sufficient_stats_from
-from iclab.linear.train import train_prompts, train_quadratic
+from iclab.spinglass import features, sample_prompts, sufficient_stats_from
+from iclab.spinglass import train_prompts, train_quadratic
 
 
 def timed(fn):

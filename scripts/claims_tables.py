@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from iclab.runtime import finished_runs
-from iclab.runtime.claims import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
-from iclab.runtime.experiment import load_lines
-from iclab.runtime.report import SECTIONS, claim_head, claim_text
-from iclab.runtime.results import newest_runs, run_experiment
+from iclab.runtime import KINDS, PAPER_KINDS, VERDICTS, count_verdicts
+from iclab.runtime import load_lines
+from iclab.runtime._report import SECTIONS, claim_head, claim_text
+from iclab.runtime._results import newest_runs, run_experiment
 
 Run = dict[str, Any]
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from iclab.models import TINY_FAMILIES, diagnose, load_model, resolve_device
-from iclab.models._forward import Batch, forward_last
-from iclab.models._hooks import patch_residual, record_residual
+from iclab.models import Batch, forward_last
+from iclab.models import patch_residual, record_residual
 
 
 def doctor(device: str) -> bool:
@@ -70,8 +70,8 @@ def bf16_sweep(device: str) -> bool:
 
 
 def training(device: str, steps: int) -> bool:
-    from iclab.grammar.corpus import sample_corpus
-    from iclab.grammar.world import EOS, PAD, ROLES, World, WorldConfig
+    from iclab.grammar import sample_corpus
+    from iclab.grammar import EOS, PAD, ROLES, World, WorldConfig
     from iclab.models import ModelSize, TrainConfig, build_causal_lm, count_params, train_causal_lm
 
     world = World(WorldConfig())

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from iclab.grammar import World, WorldConfig
-from iclab.grammar.corpus import token_ids
+from iclab.grammar import token_ids
 from iclab.grammar.experiments._common import PAPER_DATA, PAPER_SIZES, PAPER_TRAINING, TRAIN_SEEDS
 from iclab.models import (ModelSize, TrainConfig, build_causal_lm, count_params, resolve_device, train_causal_lm,
                           train_flops_per_token)

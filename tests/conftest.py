@@ -18,7 +18,7 @@ def bundled_model(name: str):
     """A bundled LM (`iclab models`), or a skip with the reason and the fix when it is not installed.
     CI installs every bundled model, so there (CI=true) a missing one fails instead of skipping."""
     from iclab.models import load_model
-    from iclab.runtime.errors import IclabError
+    from iclab.runtime._errors import IclabError
 
     try:
         return load_model(name)

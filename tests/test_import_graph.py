@@ -69,7 +69,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle():
     edges = graph()
-    assert len(edges) > 50 and "iclab.runtime.store" in edges
+    assert len(edges) > 50 and "iclab.runtime._store" in edges
     assert cycles(edges) == []
 
 
@@ -84,7 +84,7 @@ def test_the_runtime_and_the_cli_import_light():
     import subprocess
     import sys
 
-    code = ("import sys, iclab.runtime.errors, iclab.runtime.config, iclab.cli; "
+    code = ("import sys, iclab.runtime._errors, iclab.runtime._config, iclab.cli; "
             "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .runtime.config import load_yaml_overrides, parse_overrides
-from .runtime.errors import IclabError
+from .runtime._config import load_yaml_overrides, parse_overrides
+from .runtime._errors import IclabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="iclab: reproduce and extend in-context-learning research on a laptop CPU.")
@@ -77,7 +77,7 @@ def _print_result(res) -> None:
 @app.command("list")
 def list_cmd() -> None:
     """List every experiment with the paper figure it reproduces."""
-    from .runtime.experiment import load_experiments
+    from .runtime._experiment import load_experiments
 
     table = Table("experiment", "what", "reproduces", "presets")
     for name, exp in load_experiments().items():
@@ -88,7 +88,7 @@ def list_cmd() -> None:
 @app.command()
 def show(name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")]) -> None:
     """Show an experiment's config fields, their meaning, defaults and presets."""
-    from .runtime.experiment import get_experiment
+    from .runtime._experiment import get_experiment
 
     exp = get_experiment(name)
     console.print(f"[bold]{exp.name}[/bold]: {exp.title} ({exp.paper})")
@@ -119,8 +119,8 @@ def run(
 
     Any config field can also be given as an option: --model gemma3-270m is --set model=gemma3-270m.
     """
-    from .runtime.experiment import get_experiment
-    from .runtime.store import execute
+    from .runtime._experiment import get_experiment
+    from .runtime._store import execute
 
     exp = get_experiment(name)
     cfg = exp.make_config(preset, _overrides(config, sets, ctx.args))
@@ -152,8 +152,8 @@ def sweep_cmd(
 
     Each run asks the scheduler for its config's `cpus` and `gpus` (e.g. --cpus 2).
     """
-    from .runtime.executors import make_executor
-    from .runtime.sweep import parse_grid, sweep
+    from .runtime._executors import make_executor
+    from .runtime._sweep import parse_grid, sweep
 
     executor = make_executor(backend, workers, address=address, max_retries=max_retries)
     results = sweep(name, parse_grid(grid), runs_dir, preset=preset, base=_overrides(config, sets, ctx.args),
@@ -180,8 +180,8 @@ def reproduce(
     results_file: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
 ) -> None:
     """Reproduce every experiment (quick preset by default), then rebuild the report site over all runs."""
-    from .runtime.reproduce import reproduce as do_reproduce
-    from .runtime.reproduce import write_results
+    from .runtime._reproduce import reproduce as do_reproduce
+    from .runtime._reproduce import write_results
 
     results, report = do_reproduce(runs_dir, preset="quick" if quick else "paper", only=only, force=force,
                                    quiet=quiet, on_result=_print_result, jobs=jobs, site=site)
@@ -207,9 +207,9 @@ def results_cmd(
     """Collate every run of an experiment into one tidy table: the settings that differ, then the numbers."""
     from rich.text import Text
 
-    from .runtime.results import CLAIM_SHOWN, cell_text, claims_shown, collate, varying
-    from .runtime.results import claims as claims_frame
-    from .runtime.store import write_text_atomic
+    from .runtime._results import CLAIM_SHOWN, cell_text, claims_shown, collate, varying
+    from .runtime._results import claims as claims_frame
+    from .runtime._store import write_text_atomic
 
     if claims:  # the paper's statements, sources and notes are in --csv
         frame = claims_frame(name, runs_dir)
@@ -245,7 +245,7 @@ def report(
     out: Annotated[Path | None, typer.Option("--out", help="Site directory (default: RUNS_DIR/site).")] = None,
 ) -> None:
     """Build the static HTML site over every finished run: research lines, experiments, runs."""
-    from .runtime.site import build_site
+    from .runtime._site import build_site
 
     console.print(f"report: {build_site(runs_dir, out)}", soft_wrap=True, highlight=False, markup=False)
 
@@ -255,7 +255,7 @@ def redraw(
     run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories, e.g. runs/spinglass.fig2/<hash>.")],
 ) -> None:
     """Rebuild finished runs' figures, claims and report from their saved results, without recomputing."""
-    from .runtime.store import redraw as redraw_run
+    from .runtime._store import redraw as redraw_run
 
     for path in run_dirs:
         console.print(f"redrawn: {redraw_run(path)}", soft_wrap=True, highlight=False, markup=False)
@@ -275,9 +275,9 @@ def profile(
 ) -> None:
     """Profile a model's in-context learning on one report page: ICL per task category, the task-vector
     layer curve, the function-vector heads and TV vs FV, with intervals (taskvectors.profile)."""
-    from .runtime.experiment import get_experiment, research_line
-    from .runtime.site import build_site
-    from .runtime.store import execute
+    from .runtime._experiment import get_experiment, research_line
+    from .runtime._site import build_site
+    from .runtime._store import execute
 
     exp = get_experiment("taskvectors.profile")
     cfg = exp.make_config(preset, {"model": model, "device": device, "dtype": dtype, **_overrides(None, None, ctx.args)})
@@ -293,7 +293,7 @@ def profile(
 @app.command()
 def tasks() -> None:
     """List the task-vector task library (the paper's 18 tasks, with substitutes marked)."""
-    from .taskvectors.tasks import SUBSTITUTES, builtin_tasks
+    from .taskvectors._tasks import SUBSTITUTES, builtin_tasks
 
     substitutes = {v: k for k, v in SUBSTITUTES.items()}
     table = Table()

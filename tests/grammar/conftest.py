@@ -2,7 +2,7 @@
 
 import pytest
 
-from iclab.grammar.world import World, WorldConfig
+from iclab.grammar._world import World, WorldConfig
 
 
 @pytest.fixture(scope="session")

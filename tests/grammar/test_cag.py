@@ -5,11 +5,11 @@ import random
 
 import pytest
 
-from iclab.grammar.cag import Call, Emit, Grammar, Iter, Let, Nonterminal, PolyTail, Rule, Sample
-from iclab.grammar.expr import Env, compile_expr, compile_template
-from iclab.grammar.theory import IdealPredictor
-from iclab.grammar.world import Task, World, WorldConfig
-from iclab.runtime.errors import IclabError
+from iclab.grammar._cag import Call, Emit, Grammar, Iter, Let, Nonterminal, PolyTail, Rule, Sample
+from iclab.grammar._expr import Env, compile_expr, compile_template
+from iclab.grammar._theory import IdealPredictor
+from iclab.grammar._world import Task, World, WorldConfig
+from iclab.runtime._errors import IclabError
 
 
 def sample_docs(world: World, n: int) -> list:

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from iclab.grammar.cag import Emit, Grammar, Nonterminal, Rule
-from iclab.grammar.corpus import EOS, sample_corpus, stream_documents
-from iclab.grammar.world import ROLES, World, WorldConfig
-from iclab.runtime.errors import IclabError
+from iclab.grammar._cag import Emit, Grammar, Nonterminal, Rule
+from iclab.grammar._corpus import EOS, sample_corpus, stream_documents
+from iclab.grammar._world import ROLES, World, WorldConfig
+from iclab.runtime._errors import IclabError
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_iteration_index_matches_the_yield(cfg):
 def test_parallel_sampling_is_the_serial_stream(monkeypatch):
     """Chunks of documents drawn by several processes and joined in order are the serial corpus, token
     for token (small chunks here so that a small corpus takes the parallel path)."""
-    from iclab.grammar import corpus as corpus_module
+    from iclab.grammar import _corpus as corpus_module
 
     monkeypatch.setattr(corpus_module, "CHUNK_DOCS", 40)
     world = World(WorldConfig(n_binary=1, n_triples=8))

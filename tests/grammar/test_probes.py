@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from iclab.grammar.probes import ProbeResult, control_labels, fit_probes, split_by_group
-from iclab.runtime.errors import IclabError
+from iclab.grammar._probes import ProbeResult, control_labels, fit_probes, split_by_group
+from iclab.runtime._errors import IclabError
 
 
 def encoded(n=2000, L=2, d=16, K=4, n_types=500, group_size=20, seed=0, signal=3.0):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from iclab.runtime import finished_runs, load_experiments
-from iclab.runtime.store import execute
-from iclab.runtime.claims import Claim
+from iclab.runtime._store import execute
+from iclab.runtime._claims import Claim
 
 REPRODUCED = [  # (experiment, start of the claim's name): judged over training seeds, and established
     ("grammar.icl", "primitive ICL at n = 16, d96-L3"),

@@ -7,12 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from iclab.grammar.corpus import stream_documents
-from iclab.grammar.evaluate import ideal_curve, prompt_inputs
-from iclab.grammar.prompts import full_prompt
-from iclab.grammar.theory import IdealPredictor
-from iclab.grammar.world import END, EOS, World, WorldConfig
-from iclab.runtime.errors import IclabError
+from iclab.grammar._corpus import stream_documents
+from iclab.grammar._evaluate import ideal_curve, prompt_inputs
+from iclab.grammar._prompts import full_prompt
+from iclab.grammar._theory import IdealPredictor
+from iclab.grammar._world import END, EOS, World, WorldConfig
+from iclab.runtime._errors import IclabError
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_three_function_compositions_are_derivable_and_cost_more(rich_world):
 def test_kl_to_ideal_is_zero_for_the_ideal_and_positive_otherwise(rich_world):
     import torch
 
-    from iclab.grammar.evaluate import answer_log_probs, kl_to_ideal
+    from iclab.grammar._evaluate import answer_log_probs, kl_to_ideal
     from iclab.models import ModelSize, build_causal_lm
 
     predictor = IdealPredictor(rich_world)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from iclab.models import DeviceConfig, load_model, resolve_device, resolve_dtype
-from iclab.runtime.errors import IclabError
-from iclab.runtime.experiment import get_experiment
+from iclab.runtime._errors import IclabError
+from iclab.runtime._experiment import get_experiment
 
 
 def test_resolution():

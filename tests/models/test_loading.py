@@ -5,7 +5,7 @@ import torch
 
 from iclab.models import BUNDLED_MODELS, BundledModel, load_model
 from iclab.models._loading import converted_dir
-from iclab.runtime.errors import IclabError
+from iclab.runtime._errors import IclabError
 
 from .tiny import tiny_model
 

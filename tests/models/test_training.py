@@ -24,7 +24,7 @@ from iclab.models import (
     train_causal_lm,
     train_flops_per_token,
 )
-from iclab.runtime.errors import IclabError
+from iclab.runtime._errors import IclabError
 
 V = 64  # vocabulary of the synthetic corpora
 
@@ -229,7 +229,7 @@ def test_compiled_training_runs(caplog):
 def test_compiled_multithreaded_training_is_deterministic():
     """torch.compile's parallel CPU reductions are order-dependent unless deterministic algorithms
     are on (measured without them: 1e-7 apart after 70 steps of this size, growing with steps)."""
-    from iclab.runtime.threads import torch_threads
+    from iclab.runtime._threads import torch_threads
 
     runs = []
     with torch_threads(2):

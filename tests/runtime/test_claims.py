@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from iclab.runtime import Claim, Estimate, IclabError, execute, get_experiment, judge, redraw
-from iclab.runtime.claims import count_verdicts
-from iclab.runtime.experiment import RunContext
+from iclab.runtime._claims import count_verdicts
+from iclab.runtime._experiment import RunContext
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"
 
@@ -145,14 +145,14 @@ def test_redraw_rebuilds_figures_and_claims_and_keeps_tables(tmp_path):
     for f in (run / "figures").iterdir():
         f.unlink()
     # DONE no longer matches; reseal as if the figures had never been drawn, then redraw
-    from iclab.runtime.store import write_manifest
+    from iclab.runtime._store import write_manifest
 
     write_manifest(run, "2026-01-01T00:00:00+00:00")
     redraw(run)
     assert {p.name: p.read_bytes() for p in (run / "tables").iterdir()} == tables
     assert (run / "figures" / "draws.png").is_file()
     assert json.loads((run / "summary.json").read_text()) == summary
-    from iclab.runtime.store import is_complete
+    from iclab.runtime._store import is_complete
 
     assert is_complete(run, verify=True)
 
@@ -165,7 +165,7 @@ def test_redraw_refuses_unfinished_and_old_runs(tmp_path):
     old = tmp_path / "old"
     shutil.copytree(res.path, old)
     (old / "computed.json").unlink()
-    from iclab.runtime.store import write_manifest
+    from iclab.runtime._store import write_manifest
 
     write_manifest(old, "2026-01-01T00:00:00+00:00")
     with pytest.raises(IclabError, match=r"older iclab \(run format 1.*iclab run test.toy --force") as e:

@@ -151,7 +151,7 @@ def test_failed_run_and_failed_sweep_exit_nonzero(tmp_path):
 
 def test_reproduce_runs_lines_side_by_side(tmp_path):
     """Two research lines in two lanes (one a child process); the parent counts both and builds the site."""
-    from iclab.runtime.reproduce import lanes
+    from iclab.runtime._reproduce import lanes
 
     assert lanes(["spinglass.fig2", "spinglass.fig1", "taskvectors.main", "grammar.icl"], 2) == [
         ["grammar.icl"], ["taskvectors.main", "spinglass.fig2", "spinglass.fig1"]]  # by quick_minutes: 17 | 8 + 5
@@ -159,7 +159,7 @@ def test_reproduce_runs_lines_side_by_side(tmp_path):
     assert lanes(["grammar.icl", "grammar.theory", "taskvectors.main", "spinglass.fig2"], 2) == [
         ["grammar.icl"], ["taskvectors.main", "spinglass.fig2", "grammar.theory"]]
     assert lanes(["spinglass.fig2", "test.toy"], 1) == [["spinglass.fig2", "test.toy"]]
-    from iclab.runtime.reproduce import selected
+    from iclab.runtime._reproduce import selected
 
     assert "taskvectors.profile" not in selected(None)  # a tool, not a reproduction
     assert "taskvectors.function_vectors" in selected(None) and selected("taskvectors.pro") == ["taskvectors.profile"]

@@ -27,10 +27,10 @@ os.environ.update(CLUSTER_ENV)
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]' (scripts/setup.sh does)")
 
-from iclab.runtime.ray_backend import RayExecutor  # noqa: E402
-from iclab.runtime.store import finished_runs, is_complete, result_files  # noqa: E402
-from iclab.runtime.executors import LocalExecutor  # noqa: E402
-from iclab.runtime.sweep import sweep  # noqa: E402
+from iclab.runtime._ray_backend import RayExecutor  # noqa: E402
+from iclab.runtime._store import finished_runs, is_complete, result_files  # noqa: E402
+from iclab.runtime._executors import LocalExecutor  # noqa: E402
+from iclab.runtime._sweep import sweep  # noqa: E402
 
 RAY = Path(sys.executable).with_name("ray")
 
@@ -205,7 +205,7 @@ def test_run_bigger_than_the_cluster_is_a_one_line_error_not_a_hang(cluster, tmp
 
 
 def test_resources_are_not_part_of_a_runs_identity():
-    from iclab.runtime.experiment import get_experiment
+    from iclab.runtime._experiment import get_experiment
 
     exp = get_experiment("test.toy")
     assert exp.make_config("quick", {"cpus": 4, "gpus": 1}).hash() == exp.make_config("quick").hash()

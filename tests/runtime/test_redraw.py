@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from iclab.runtime import IclabError, execute, get_experiment, load_experiments, redraw
-from iclab.runtime.store import DERIVED, is_complete, write_manifest
+from iclab.runtime._store import DERIVED, is_complete, write_manifest
 from tests.runtime.test_cli import assert_one_line_error, iclab
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned workers

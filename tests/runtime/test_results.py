@@ -19,8 +19,8 @@ from iclab.runtime import (
     results,
     sweep,
 )
-from iclab.runtime.experiment import Experiment
-from iclab.runtime.results import CLAIM_COLUMNS, run_key
+from iclab.runtime._experiment import Experiment
+from iclab.runtime._results import CLAIM_COLUMNS, run_key
 from tests.runtime.test_cli import ROOT, assert_one_line_error, iclab
 from tests.runtime.toy import ToyConfig
 from tests.runtime.toy import run as toy

@@ -27,7 +27,7 @@ from iclab.runtime import (
     get_experiment,
     sweep,
 )
-from iclab.runtime.experiment import Experiment
+from iclab.runtime._experiment import Experiment
 from tests.runtime.toy import ToyConfig
 from tests.runtime.toy import run as toy
 

@@ -10,9 +10,9 @@ from iclab.runtime import IclabError, get_experiment
 from iclab.taskvectors.experiments.conflict import PAPER_CONFLICT, conflict_episodes, parse_pairs
 from iclab.taskvectors.experiments.tsne import cluster_stats, cosine_distances
 from iclab.taskvectors.experiments.vocab import hit_rate, top_tokens
-from iclab.taskvectors.prompts import PreparedTask
-from iclab.taskvectors.scoring import is_correct
-from iclab.taskvectors.tasks import PAPER_TASKS, Task
+from iclab.taskvectors._prompts import PreparedTask
+from iclab.taskvectors._scoring import is_correct
+from iclab.taskvectors._tasks import PAPER_TASKS, Task
 
 # experiment -> (a bad override, the field its one-line error must name)
 BAD_VALUES = {

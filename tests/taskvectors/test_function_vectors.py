@@ -11,13 +11,13 @@ import torch
 
 from iclab.models import head_geometry
 from iclab.runtime import IclabError, get_experiment
-from iclab.runtime.store import execute
+from iclab.runtime._store import execute
 from iclab.taskvectors import get_task, get_template, prepare_task
-from iclab.taskvectors.evaluate import evaluate_task
-from iclab.taskvectors.function_vectors import (aie_interval, concentration, contains_answer, evaluate_function_vector,
+from iclab.taskvectors._evaluate import evaluate_task
+from iclab.taskvectors._function_vectors import (aie_interval, concentration, contains_answer, evaluate_function_vector,
                                                 first_answer_tokens, head_effects, rank_stability, shuffled,
                                                 top_depth, universal_heads)
-from iclab.taskvectors.method import TaskVectorRunner
+from iclab.taskvectors._method import TaskVectorRunner
 
 from ..models.tiny import tiny_lm
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from iclab.models import Batch, forward_last, patch_residual
-from iclab.taskvectors import method
-from iclab.taskvectors.evaluate import evaluate_task
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import get_template, prepare_task
-from iclab.taskvectors.tasks import load_task_file
+from iclab.taskvectors import _method as method
+from iclab.taskvectors._evaluate import evaluate_task
+from iclab.taskvectors._method import TaskVectorRunner
+from iclab.taskvectors._prompts import get_template, prepare_task
+from iclab.taskvectors._tasks import load_task_file
 
 from ..models.tiny import tiny_lm
 
@@ -110,7 +110,7 @@ def test_out_of_memory_on_one_prompt_is_a_clear_error(lm, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(method, "forward_last", no_memory)
-    from iclab.runtime.errors import IclabError
+    from iclab.runtime._errors import IclabError
 
     with pytest.raises(IclabError, match="single prompt; use dtype=bfloat16"):
         TaskVectorRunner(lm, batch_size=2).predict(PROMPTS[:1])
@@ -149,7 +149,7 @@ def test_full_scoring_end_to_end_keeps_whole_answers(lm, tmp_path):
 def test_first_token_scoring_keeps_the_writing_of_unfiltered_tasks(lm):
     """The knowledge tasks (no single-token filter) are written as before under first-token scoring, so the
     library's first-token results do not change; full scoring may choose the paper's spaced writing."""
-    from iclab.taskvectors.tasks import get_task
+    from iclab.taskvectors._tasks import get_task
 
     task = get_task("knowledge_country_capital")
     first = prepare_task(task, lm.tokenizer, get_template("paper"), scoring="first-token")
@@ -161,7 +161,7 @@ def test_first_token_scoring_keeps_the_writing_of_unfiltered_tasks(lm):
 def test_a_sweep_that_stops_hopeless_rows_scores_the_same(lm):
     """The dev sweep stops a row once it cannot match its answer: every row that could still match, or did,
     is decoded exactly as without the cut, so the accuracy of every layer is unchanged."""
-    from iclab.taskvectors.scoring import could_still_match
+    from iclab.taskvectors._scoring import could_still_match
 
     runner = TaskVectorRunner(lm, batch_size=4)
     g = torch.Generator().manual_seed(2)
@@ -182,7 +182,7 @@ def test_a_sweep_that_stops_hopeless_rows_scores_the_same(lm):
 
 
 def test_could_still_match():
-    from iclab.taskvectors.scoring import could_still_match
+    from iclab.taskvectors._scoring import could_still_match
 
     assert could_still_match(" big", ("bigger",)) and could_still_match("  ", ("bigger",))
     assert could_still_match(" bigger", ("bigger",)) and could_still_match(" bigger ", ("bigger",))

@@ -6,10 +6,10 @@ import torch
 
 from iclab.models import decoder_blocks, forward_last
 from iclab.models._heads import head_contribution, patch_heads, record_heads
-from iclab.runtime.errors import IclabError
-from iclab.taskvectors.heads import (function_vector, indirect_effects, indirect_effects_naive,
+from iclab.runtime._errors import IclabError
+from iclab.taskvectors._heads import (function_vector, indirect_effects, indirect_effects_naive,
                                      mean_head_activations, top_heads)
-from iclab.taskvectors.method import TaskVectorRunner
+from iclab.taskvectors._method import TaskVectorRunner
 
 from ..models.tiny import tiny_lm
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from iclab.taskvectors import method
-from iclab.taskvectors.episodes import sample_episodes, split_queries
-from iclab.runtime.seeding import make_rng
-from iclab.taskvectors.evaluate import evaluate_task, extract_thetas
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import get_template, prepare_task
-from iclab.taskvectors.tasks import Task
+from iclab.taskvectors import _method as method
+from iclab.taskvectors._episodes import sample_episodes, split_queries
+from iclab.runtime._seeding import make_rng
+from iclab.taskvectors._evaluate import evaluate_task, extract_thetas
+from iclab.taskvectors._method import TaskVectorRunner
+from iclab.taskvectors._prompts import get_template, prepare_task
+from iclab.taskvectors._tasks import Task
 
 from ..models.tiny import CHARS, tiny_lm, tiny_tokenizer
 

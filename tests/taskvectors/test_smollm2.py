@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from iclab.models import decoder_blocks, encode, forward_last, patch_residual, record_residual
-from iclab.taskvectors.evaluate import evaluate_task
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.prompts import get_template, prepare_task
-from iclab.taskvectors.tasks import get_task
+from iclab.taskvectors._evaluate import evaluate_task
+from iclab.taskvectors._method import TaskVectorRunner
+from iclab.taskvectors._prompts import get_template, prepare_task
+from iclab.taskvectors._tasks import get_task
 from tests.conftest import bundled_model
 
 
@@ -59,7 +59,7 @@ UPPER_WORDS = Path(__file__).resolve().parents[2] / "examples" / "tasks" / "uppe
 def test_whole_answers_on_a_multi_token_task(lm):
     """Words -> their upper case, most answers several tokens: ICL well above 0 under full scoring (the
     task vector carries it on Gemma-3-270M, not on SmolLM2: docs/benchmarks.md, "Whole answers")."""
-    from iclab.taskvectors.tasks import load_task_file
+    from iclab.taskvectors._tasks import load_task_file
 
     template = get_template("paper")
     task = load_task_file(UPPER_WORDS)

@@ -6,11 +6,11 @@ import string
 import numpy as np
 import pytest
 
-from iclab.runtime.errors import IclabError
-from iclab.taskvectors.episodes import sample_episodes, split_queries
-from iclab.taskvectors.prompts import TEMPLATES, get_template, prepare_task, single_token_mask
-from iclab.taskvectors.scoring import clean_prediction, is_correct
-from iclab.taskvectors.tasks import (
+from iclab.runtime._errors import IclabError
+from iclab.taskvectors._episodes import sample_episodes, split_queries
+from iclab.taskvectors._prompts import TEMPLATES, get_template, prepare_task, single_token_mask
+from iclab.taskvectors._scoring import clean_prediction, is_correct
+from iclab.taskvectors._tasks import (
     CATEGORIES,
     PAPER_TASKS,
     SUBSTITUTES,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from iclab.runtime import get_experiment
-from iclab.runtime.store import execute
+from iclab.runtime._store import execute
 
 
 def _task_file(tmp_path):

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 from iclab.runtime import Claim, execute, get_experiment, redraw
-from iclab.runtime.claims import KINDS
-from iclab.taskvectors.evaluate import TaskResult
+from iclab.runtime._claims import KINDS
+from iclab.taskvectors._evaluate import TaskResult
 from iclab.taskvectors.experiments import _common
-from iclab.taskvectors.method import TaskVectorRunner
-from iclab.taskvectors.paper import PAPER_MODELS, paper_model_means, paper_reference, paper_tv_over_icl
-from iclab.taskvectors.stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_estimate
+from iclab.taskvectors._method import TaskVectorRunner
+from iclab.taskvectors._paper import PAPER_MODELS, paper_model_means, paper_reference, paper_tv_over_icl
+from iclab.taskvectors._stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_estimate
 
 from ..models.tiny import tiny_lm
 

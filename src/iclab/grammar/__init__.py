@@ -9,18 +9,18 @@ Your own grammar: build `Grammar` from `Nonterminal`/`Rule`/`Emit`/`Sample`/`Let
 write it in YAML and `load_grammar(path)`. Models are trained by `iclab.models.train_causal_lm`.
 """
 
-from .cag import Call, Derivation, Emit, Grammar, Iter, IterRecord, Let, Nonterminal, PolyTail, Rule, Sample, Token
-from .corpus import Corpus, sample_corpus, stream_documents
-from .evaluate import Curve, generated_cot, ideal_curve, model_curve, prompt_inputs
-from .probes import ProbeResult, control_labels, fit_probes
-from .prompts import full_prompt, prompt_tokens
-from .spec import load_grammar
-from .theory import IdealPredictor
-from .world import ROLES, Task, World, WorldConfig
+from ._cag import Call, Derivation, Emit, Grammar, Iter, IterRecord, Let, Nonterminal, PolyTail, Rule, Sample, Token
+from ._corpus import Corpus, sample_corpus, stream_documents, token_ids
+from ._evaluate import Curve, generated_cot, ideal_curve, model_curve, prompt_inputs
+from ._probes import ProbeResult, control_labels, fit_probes
+from ._prompts import full_prompt, prompt_tokens
+from ._grammar_file import load_grammar
+from ._theory import IdealPredictor
+from ._world import EOS, PAD, ROLES, Task, World, WorldConfig
 
 __all__ = [
-    "ROLES", "Call", "Corpus", "Curve", "Derivation", "Emit", "Grammar", "IdealPredictor", "Iter", "IterRecord",
-    "Let", "Nonterminal", "PolyTail", "ProbeResult", "Rule", "Sample", "Task", "Token", "World", "WorldConfig",
-    "control_labels", "fit_probes", "full_prompt", "generated_cot", "ideal_curve", "load_grammar",
-    "model_curve", "prompt_inputs", "prompt_tokens", "sample_corpus", "stream_documents",
-]
+    "Call", "Corpus", "Curve", "Derivation", "EOS", "Emit", "Grammar", "IdealPredictor", "Iter", "IterRecord", "Let",
+    "Nonterminal", "PAD", "PolyTail", "ProbeResult", "ROLES", "Rule", "Sample", "Task", "Token", "World",
+    "WorldConfig", "control_labels", "fit_probes", "full_prompt", "generated_cot", "ideal_curve", "load_grammar",
+    "model_curve", "prompt_inputs", "prompt_tokens", "sample_corpus", "stream_documents", "token_ids",
+]  # fmt: skip

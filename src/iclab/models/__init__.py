@@ -21,7 +21,7 @@ _os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 from ._architecture import (ArchitectureMap, architecture_map, attention_out, decoder_blocks, final_norm,
                             residual_to_logits)
-from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype
+from ._device import DTYPES, DeviceConfig, input_device, resolve_device, resolve_dtype, validate_device
 from ._doctor import Check, diagnose
 from ._heads import HeadRecording, attention_post_norm, head_contribution, head_geometry, patch_heads, record_heads
 from ._forward import Batch, encode, forward_last
@@ -32,50 +32,11 @@ from ._scratch import ModelSize, build_causal_lm, count_params, train_flops_per_
 from ._training import TokenWindows, TrainConfig, TrainHistory, load_weights, lr_at, train_causal_lm
 
 __all__ = [
-    "ArchitectureMap",
-    "BUNDLED_MODELS",
-    "Check",
-    "HeadRecording",
-    "DTYPES",
-    "DeviceConfig",
-    "TINY_FAMILIES",
-    "architecture_map",
-    "attention_out",
-    "attention_post_norm",
-    "diagnose",
-    "head_contribution",
-    "head_geometry",
-    "patch_heads",
-    "record_heads",
-    "input_device",
-    "resolve_device",
-    "resolve_dtype",
-    "save_tiny",
-    "tiny_model",
-    "tiny_tokenizer",
-    "Batch",
-    "BundledModel",
-    "LoadedModel",
-    "ModelSize",
-    "Patch",
-    "Recording",
-    "TokenWindows",
-    "TrainConfig",
-    "TrainHistory",
-    "build_causal_lm",
-    "cache_dir",
-    "count_params",
-    "decoder_blocks",
-    "encode",
-    "final_norm",
-    "forward_last",
-    "load_model",
-    "load_weights",
-    "lr_at",
-    "patch_residual",
-    "prepare_tokenizer",
-    "record_residual",
-    "residual_to_logits",
-    "train_causal_lm",
-    "train_flops_per_token",
-]
+    "ArchitectureMap", "BUNDLED_MODELS", "Batch", "BundledModel", "Check", "DTYPES", "DeviceConfig", "HeadRecording",
+    "LoadedModel", "ModelSize", "Patch", "Recording", "TINY_FAMILIES", "TokenWindows", "TrainConfig", "TrainHistory",
+    "architecture_map", "attention_out", "attention_post_norm", "build_causal_lm", "cache_dir", "count_params",
+    "decoder_blocks", "diagnose", "encode", "final_norm", "forward_last", "head_contribution", "head_geometry",
+    "input_device", "load_model", "load_weights", "lr_at", "patch_heads", "patch_residual", "prepare_tokenizer",
+    "record_heads", "record_residual", "residual_to_logits", "resolve_device", "resolve_dtype", "save_tiny",
+    "tiny_model", "tiny_tokenizer", "train_causal_lm", "train_flops_per_token", "validate_device",
+]  # fmt: skip

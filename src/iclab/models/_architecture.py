@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 _BLOCK_PATHS = (
     "model.layers",  # Llama, Mistral, Qwen2/3, Gemma 2/3 (text), Phi-3, Phi, OLMo2, StableLM, Granite

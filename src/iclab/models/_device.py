@@ -13,8 +13,8 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from iclab.runtime.config import ExperimentConfig
-from iclab.runtime.errors import IclabError
+from iclab.runtime import ExperimentConfig
+from iclab.runtime import IclabError
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICE_HELP = "cpu, cuda, cuda:N (the N-th GPU) or auto (a GPU when present, else cpu)"

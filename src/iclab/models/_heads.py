@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 from ._architecture import architecture_map, attention_out, decoder_blocks
 

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported:
 
 import torch
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 
 @dataclass(frozen=True)

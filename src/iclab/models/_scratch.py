@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 
 class ModelSize(BaseModel):

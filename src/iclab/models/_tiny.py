@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 # The character tokenizer's vocabulary: special tokens first (ids 0-3), then one token per character.
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from iclab.runtime.errors import IclabError
+from iclab.runtime import IclabError
 
 logger = logging.getLogger(__name__)
 

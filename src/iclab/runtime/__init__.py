@@ -1,25 +1,35 @@
-"""The shared runtime: configs, the experiment registry, the run store, sweeps, results and reports."""
+"""The shared runtime: configs, the experiment registry, the run store, sweeps, results and reports.
 
-from .config import ExperimentConfig as ExperimentConfig
-from .errors import IclabError as IclabError
-from .claims import Claim as Claim
-from .claims import Estimate as Estimate
-from .claims import judge as judge
-from .experiment import Experiment as Experiment
-from .experiment import Results as Results
-from .experiment import RunContext as RunContext
-from .experiment import experiment as experiment
-from .experiment import get_experiment as get_experiment
-from .experiment import load_experiments as load_experiments
-from .reproduce import reproduce as reproduce
-from .results import claims as claims
-from .results import results as results
-from .site import build_site as build_site
-from .store import RunResult as RunResult
-from .store import execute as execute
-from .store import finished_runs as finished_runs
-from .store import redraw as redraw
-from .executors import Executor as Executor
-from .executors import LocalExecutor as LocalExecutor
-from .executors import SerialExecutor as SerialExecutor
-from .sweep import sweep as sweep
+Research lines build on this API only; the modules behind it are private. Importing it loads
+neither torch nor pandas (they load when a run, a table or a figure needs them).
+
+    @experiment("myline.fig1", MyConfig, presets={"quick": {...}}, paper="…")   # a small file per experiment
+    def compute(cfg: MyConfig, ctx: RunContext) -> None: ...
+    register_line(ResearchLine("myline", "…", "iclab.myline", "…"))             # in iclab/myline/experiments/
+"""
+
+from ._claims import KINDS, PAPER_KINDS, VERDICTS, Claim, Estimate, count_verdicts, judge
+from ._config import ExperimentConfig
+from ._errors import IclabError, TaskLost
+from ._executors import Executor, LocalExecutor, SerialExecutor, make_executor
+from ._experiment import (Experiment, ResearchLine, Results, RunContext, experiment, get_experiment, load_experiments,
+                          load_lines, register_line)
+from ._plots import heatmap, subplots
+from ._reproduce import reproduce
+from ._results import claims, results
+from ._seeding import make_gen, make_rng, seed_sequence
+from ._site import build_site
+from ._store import RunResult, execute, finished_runs, is_complete, redraw, result_files, run_dir
+from ._sweep import RunSpec, run_spec, sweep
+from ._threads import compute_threads, lm_threads, torch_threads
+from ._validators import IncreasingPositiveInts, PositiveFloats, PositiveInts, UnitIntervalFloats
+
+__all__ = [
+    "KINDS", "PAPER_KINDS", "VERDICTS", "Claim", "Estimate", "Executor", "Experiment", "ExperimentConfig",
+    "IclabError", "IncreasingPositiveInts", "LocalExecutor", "PositiveFloats", "PositiveInts", "ResearchLine",
+    "Results", "RunContext", "RunResult", "RunSpec", "SerialExecutor", "TaskLost", "UnitIntervalFloats", "build_site",
+    "claims", "compute_threads", "count_verdicts", "execute", "experiment", "finished_runs", "get_experiment",
+    "heatmap", "is_complete", "judge", "lm_threads", "load_experiments", "load_lines", "make_executor", "make_gen",
+    "make_rng", "redraw", "register_line", "reproduce", "result_files", "results", "run_dir", "run_spec",
+    "seed_sequence", "subplots", "sweep", "torch_threads",
+]  # fmt: skip

@@ -7,7 +7,7 @@ module registers `grammar.<name>` with a config, `quick` and `paper` presets.
 import importlib
 import pkgutil
 
-from iclab.runtime.experiment import ResearchLine, register_line
+from iclab.runtime import ResearchLine, register_line
 
 register_line(ResearchLine("grammar", "ICL from compositional structure", "iclab.grammar",
                            "Hahn, Goyal 2023, A theory of emergent in-context learning as implicit structure induction",

@@ -20,10 +20,10 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from iclab.models import DeviceConfig
 from iclab.runtime import Estimate, RunContext
-from iclab.runtime.errors import IclabError
-from iclab.runtime.seeding import seed_sequence
+from iclab.runtime import IclabError
+from iclab.runtime import seed_sequence
 
-from ..world import World, WorldConfig
+from .._world import World, WorldConfig
 
 QUICK_SIZES = [(32, 1), (64, 2), (96, 3), (128, 4)]  # (d_model, n_layers): 0.02M .. 1.06M parameters
 QUICK_DATA = [250_000, 800_000, 2_500_000]  # pretraining tokens (one pass each)
@@ -163,9 +163,7 @@ def train_points(ctx: RunContext, cfg: TrainingRunsConfig, points: Sequence[Pret
     """The `grammar.train` run directory of every point, in order. Missing ones are trained first
     through the sweep executor, several at once (small models train fastest one process per core),
     longest first; finished ones are reused from the store."""
-    from iclab.runtime.store import is_complete, run_dir
-    from iclab.runtime.executors import make_executor
-    from iclab.runtime.sweep import RunSpec, run_spec
+    from iclab.runtime import RunSpec, is_complete, make_executor, run_dir, run_spec
 
     if ctx.runs_dir is None:
         raise IclabError("grammar experiments need a run store to keep trained models; run them through iclab")
@@ -189,7 +187,7 @@ def train_points(ctx: RunContext, cfg: TrainingRunsConfig, points: Sequence[Pret
 def train_point(ctx: RunContext, point: PretrainConfig) -> Path:
     """The run directory of `grammar.train` for this point, training it first if needed."""
     from iclab.runtime import get_experiment
-    from iclab.runtime.store import execute
+    from iclab.runtime import execute
 
     if ctx.runs_dir is None:
         raise IclabError("grammar experiments need a run store to keep trained models; run them through iclab")

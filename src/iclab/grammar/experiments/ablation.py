@@ -9,9 +9,9 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..evaluate import model_curve, prompt_inputs
+from .._evaluate import model_curve, prompt_inputs
 from ._common import (
     QUICK_ONE_SEED,
     HEADLINE,
@@ -32,8 +32,8 @@ from ._common import (
 
 DESCRIBE = {"shared": "full CAG (copies share τ)", "unshared": "each copy draws its own τ",
             "none": "no ITER blocks"}
-PAPER = ("Hahn & Goyal 2023, abstract (claim 2 in compositional_icl.md §1); the ablation is ours "
-         "(§7.3, after GINC's random-data ablation)")
+PAPER = ("Hahn & Goyal 2023, abstract, claim 2 (docs/grammar.md#the-papers-claims); the ablation is "
+         "ours, after GINC's random-data ablation")
 AT_MOST = 0.5  # ablated / full accuracy that counts as "ICL does not emerge" (declared before any run)
 
 

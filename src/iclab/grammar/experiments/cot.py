@@ -7,9 +7,9 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..evaluate import generated_cot, model_curve, prompt_inputs
+from .._evaluate import generated_cot, model_curve, prompt_inputs
 from ._common import (
     QUICK_ONE_SEED,
     HEADLINE,
@@ -30,7 +30,7 @@ from ._common import (
 
 MODES = {"direct": "direct x → y", "generated": "steps, model-generated z", "oracle": "steps, oracle z given"}
 KINDS = ("comp", "heldout")
-PAPER = "Hahn & Goyal 2023, abstract (claims 3 and 7) and Theorem 2 (compositional_icl.md §1, §2.4)"
+PAPER = "Hahn & Goyal 2023, abstract, claims 3 and 7, and Theorem 2 (docs/grammar.md#the-papers-claims)"
 HELDOUT_GAIN = 0.2  # generated steps − direct on held-out compositions that counts as "steps help" (declared)
 
 

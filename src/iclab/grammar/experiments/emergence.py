@@ -7,7 +7,7 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import heatmap, subplots
+from iclab.runtime import heatmap, subplots
 
 from ._common import (
     PAPER_DATA,
@@ -25,7 +25,7 @@ from ._common import (
     train_points,
 )
 
-PAPER = "Hahn & Goyal 2023, abstract (claim 6 in compositional_icl.md §1)"
+PAPER = "Hahn & Goyal 2023, abstract, claim 6 (docs/grammar.md#the-papers-claims)"
 EMERGES = 0.2  # accuracy gain that counts as ICL emerging along an axis (declared before any run)
 
 

@@ -7,11 +7,11 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..evaluate import generated_cot, ideal_curve, model_curve, prompt_inputs
-from ..prompts import full_prompt
-from ..theory import IdealPredictor
+from .._evaluate import generated_cot, ideal_curve, model_curve, prompt_inputs
+from .._prompts import full_prompt
+from .._theory import IdealPredictor
 from ._common import (
     QUICK_ONE_SEED,
     HEADLINE,
@@ -34,7 +34,7 @@ from ._common import (
 TYPES = ["prim", "comp", "heldout", "heldout_cot"]
 LABELS = {"prim": "primitive f", "comp": "seen composition f∘g", "heldout": "held-out f∘g, direct",
           "heldout_cot": "held-out f∘g, with steps (generated)"}
-PAPER = "Hahn & Goyal 2023, abstract (claims 5–6 in compositional_icl.md §1)"
+PAPER = "Hahn & Goyal 2023, abstract, claims 5–6 (docs/grammar.md#the-papers-claims)"
 ABOVE_CHANCE = 5  # ICL counts as present at >= 5 × chance accuracy (declared before any run)
 EMERGES = 0.2  # accuracy gain of the larger model that counts as ICL emerging with size
 
@@ -208,7 +208,7 @@ def verdicts(cfg: IclConfig, res: Results, ctx: RunContext) -> None:
     ideal = df[df.model == "ideal"].merge(bdf, on=["type", "n_demos"])
     finite = ideal[np.isfinite(ideal.bound)]
     ctx.claim("idealised predictor: cumulative answer loss − (D[τ] + R_n), worst type and n", kind="sanity",
-              paper="Theorem 1 (as reconstructed in compositional_icl.md §2.3) holds for the grammar's own posterior",
+              paper="Theorem 1 (as we reconstruct it in docs/grammar.md#the-papers-claims) holds for the grammar's own posterior",
               ours=Estimate.exact(float((finite.cum_loss - finite.bound).max()),
                                   "a property of the exact posterior on these prompts"), expect=("<=", 0))
     ctx.claim("idealised predictor: max |row sum − 1|", kind="sanity", paper="(ours) P_G(· | prefix) is a distribution",

@@ -8,13 +8,13 @@ import torch
 from pydantic import Field
 
 from iclab.runtime import Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..corpus import sample_corpus
-from ..evaluate import model_curve, prompt_inputs
-from ..probes import ProbeResult, fit_probes
-from ..prompts import prompt_tokens
-from ..world import ROLES, World
+from .._corpus import sample_corpus
+from .._evaluate import model_curve, prompt_inputs
+from .._probes import ProbeResult, fit_probes
+from .._prompts import prompt_tokens
+from .._world import ROLES, World
 from ._common import (
     QUICK_ONE_SEED,
     HEADLINE,
@@ -45,7 +45,7 @@ TARGETS = {"role": "token role (x, y, z, separators, facts, words)",
            "mid": "hidden g(x) at the query's '->' (direct composite prompts)"}
 ITER_CLASSES = 8  # the iteration-index probe's classes: copies 0..6 and "7 or later" (long lists are rare)
 ICL_OF = {"role": "prim", "iter_index": "prim", "template": "prim", "mid": "comp"}  # the ICL each probe is set beside
-PAPER = "Hahn & Goyal 2023, abstract (claim 8 in compositional_icl.md §1); probe protocol ours (§5)"
+PAPER = "Hahn & Goyal 2023, abstract, claim 8 (docs/grammar.md#the-papers-claims); probe protocol ours"
 OVER_RANDOM = 0.1  # accuracy above the random-init model that counts as "the probe finds structure" (declared)
 
 

@@ -17,12 +17,12 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.errors import IclabError
-from iclab.runtime.plots import subplots
+from iclab.runtime import IclabError
+from iclab.runtime import subplots
 
-from ..evaluate import ideal_curve, prompt_inputs
-from ..theory import IdealPredictor
-from ..world import World
+from .._evaluate import ideal_curve, prompt_inputs
+from .._theory import IdealPredictor
+from .._world import World
 from ._common import (
     PAPER_DATA,
     PAPER_SIZES,
@@ -41,7 +41,7 @@ from .cot import KINDS, MODES, CotConfig, score_seed
 
 WORLDS = {"steps_shown": "held-out pairs shown with steps (default)",
           "recombination": "held-out pairs never shown (recombination)"}
-PAPER = "Hahn & Goyal 2023, abstract (claims 1, 3 and 7 in compositional_icl.md §1)"
+PAPER = "Hahn & Goyal 2023, abstract, claims 1, 3 and 7 (docs/grammar.md#the-papers-claims)"
 STEPS_GAIN = 0.2  # generated steps − direct on held-out compositions that counts as "steps help" (declared)
 ABOVE_CHANCE = 5  # accuracy ≥ 5 × chance counts as solving the task in context (declared)
 

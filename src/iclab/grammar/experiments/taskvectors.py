@@ -11,11 +11,11 @@ from pydantic import Field
 
 from iclab.models import Batch, forward_last, head_geometry, patch_heads, patch_residual, record_heads, record_residual
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import heatmap, subplots
-from iclab.runtime.seeding import make_rng
+from iclab.runtime import heatmap, subplots
+from iclab.runtime import make_rng
 
-from ..prompts import draw_inputs, prompt_tokens
-from ..world import Task, World
+from .._prompts import draw_inputs, prompt_tokens
+from .._world import Task, World
 from ._common import (
     PAPER_DATA,
     PAPER_SIZES,
@@ -35,7 +35,7 @@ from ._common import (
     train_points,
 )
 
-HENDEL = "Hendel, Geva & Globerson 2023 (task_vectors.md §4.2)"
+HENDEL = "Hendel, Geva & Globerson 2023, §4.2"
 TV_OVER_ICL = 0.88  # θ accuracy / ICL accuracy, mean over 7 LMs of 2.8B–30B parameters (per-model 0.83–0.91)
 TV_OVER_ICL_TOL = 0.05  # about the spread of that ratio over the paper's models
 OVER_BASELINE = 0.2  # θ − bare-query accuracy that counts as "θ carries the task" (declared before any run)

@@ -1,6 +1,6 @@
 """grammar.theory: the theory's predictions over every task type and the size × data × seed grid.
 
-Theorem 1 (as reconstructed in compositional_icl.md §2.3) bounds the ideal predictor's cumulative
+Theorem 1 (as we reconstruct it in docs/grammar.md#the-papers-claims) bounds the ideal predictor's cumulative
 answer loss by D[τ] + R_n, so it predicts an *order*: tasks with longer descriptions need more
 demonstrations. This experiment asks whether trained models follow that order (the rank
 correlation of D[τ] with their cumulative loss, per model), how close they get to the exact
@@ -19,12 +19,12 @@ from pydantic import Field, model_validator
 from scipy import stats
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.errors import IclabError
-from iclab.runtime.plots import heatmap, subplots
+from iclab.runtime import IclabError
+from iclab.runtime import heatmap, subplots
 
-from ..evaluate import answer_log_probs, kl_to_ideal, prompt_inputs
-from ..theory import IdealPredictor
-from ..world import World, WorldConfig
+from .._evaluate import answer_log_probs, kl_to_ideal, prompt_inputs
+from .._theory import IdealPredictor
+from .._world import World, WorldConfig
 from ._common import (
     MEDIUM_DATA,
     MEDIUM_SIZES,
@@ -54,7 +54,7 @@ LABELS = {"prim": "primitive f", "comp": "seen f∘g", "heldout": "held-out f∘
           "comp3": "f∘g∘h", "bin": "binary G(x, c)"}
 NEEDS = {"comp3": ("n_triples", "three-function compositions"), "bin": ("n_binary", "binary operations"),
          "heldout": ("heldout_fraction", "held-out compositions")}
-PAPER = "Hahn & Goyal 2023, Theorem 1 as reconstructed in compositional_icl.md §2.3; abstract claims 5–6 (§1)"
+PAPER = "Hahn & Goyal 2023, Theorem 1 as we reconstruct it, abstract claims 5–6 (docs/grammar.md#the-papers-claims)"
 ABOVE_CHANCE = 5  # ICL counts as present at >= 5 × chance accuracy (declared before any run)
 INF_RANK = 1e6  # D = ∞ (no derivation) ranks above every finite description length
 
@@ -140,7 +140,7 @@ def compute(cfg: TheoryConfig, ctx: RunContext) -> None:
     """Every (size, data, seed) point is a `grammar.train` run (trained if missing, unless
     `only_finished`), scored on the same prompts as the grammar's exact posterior: accuracy, the true
     answer's log-probability and KL(ideal ‖ model) at every one of 0..ns_max demonstrations."""
-    from iclab.runtime.store import is_complete, run_dir
+    from iclab.runtime import is_complete, run_dir
 
     grid = _grid(cfg)
     points = [pretrain_config(cfg, size, data, seed=seed) for size, data, seed in grid]

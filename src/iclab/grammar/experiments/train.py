@@ -10,12 +10,12 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
-from iclab.runtime.threads import compute_threads, torch_threads
+from iclab.runtime import subplots
+from iclab.runtime import compute_threads, torch_threads
 
-from ..corpus import cached_token_ids, sample_corpus
-from ..evaluate import model_curve, prompt_inputs
-from ..world import EOS, PAD, ROLES, World
+from .._corpus import cached_token_ids, sample_corpus
+from .._evaluate import model_curve, prompt_inputs
+from .._world import EOS, PAD, ROLES, World
 from ._common import PAPER_TRAINING, PretrainConfig, stream_seed
 
 VAL_TOKENS = 20_000

@@ -7,7 +7,7 @@ module registers `taskvectors.<name>` with a config, `quick` and `paper` presets
 import importlib
 import pkgutil
 
-from iclab.runtime.experiment import ResearchLine, register_line
+from iclab.runtime import ResearchLine, register_line
 
 register_line(ResearchLine("taskvectors", "Task vectors in pretrained LMs", "iclab.taskvectors",
                            "Hendel, Geva, Globerson 2023, In-context learning creates task vectors", quick_minutes=8,

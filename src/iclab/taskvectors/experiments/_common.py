@@ -12,14 +12,14 @@ from pydantic import Field, field_validator
 
 from iclab.models import DeviceConfig
 from iclab.runtime import Estimate, IclabError, RunContext
-from iclab.runtime.threads import lm_threads, torch_threads
+from iclab.runtime import lm_threads, torch_threads
 
-from ..evaluate import CONDITIONS, TaskResult, evaluate_task
-from ..method import TaskVectorRunner
-from ..paper import paper_reference
-from ..prompts import TEMPLATES, get_template, prepare_task
-from ..stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_estimate
-from ..tasks import Task, resolve_tasks
+from .._evaluate import CONDITIONS, TaskResult, evaluate_task
+from .._method import TaskVectorRunner
+from .._paper import paper_reference
+from .._prompts import TEMPLATES, get_template, prepare_task
+from .._stats import accuracy_estimate, passes_filter, ratio_of_means, two_level_estimate
+from .._tasks import Task, resolve_tasks
 
 
 class TaskVectorConfig(DeviceConfig):

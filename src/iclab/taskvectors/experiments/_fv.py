@@ -17,14 +17,14 @@ from pydantic import Field
 
 from iclab.models import head_geometry
 from iclab.runtime import IclabError, Results, RunContext
-from iclab.runtime.plots import heatmap, subplots
-from iclab.runtime.threads import lm_threads, torch_threads
+from iclab.runtime import heatmap, subplots
+from iclab.runtime import lm_threads, torch_threads
 
-from ..function_vectors import (FV_CONDITIONS, NATURAL_TEMPLATES, NATURAL_TOKENS, FVResult, HeadEffects,
+from .._function_vectors import (FV_CONDITIONS, NATURAL_TEMPLATES, NATURAL_TOKENS, FVResult, HeadEffects,
                                 aie_interval, episodes_of, evaluate_function_vector, fv_layer_curve, head_effects,
                                 ies_by_task, rank_stability, task_function_vector, universal_heads)
-from ..prompts import get_template, prepare_task
-from ..stats import accuracy_estimate
+from .._prompts import get_template, prepare_task
+from .._stats import accuracy_estimate
 from ._common import TaskVectorConfig, load_runner, run_tasks, scoring_for, tasks_of
 
 # The FV paper's six headline tasks -> this library's counterparts (see the notes of a run).

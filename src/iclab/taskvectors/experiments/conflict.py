@@ -9,16 +9,16 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from iclab.runtime import Estimate, IclabError, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
-from iclab.runtime.seeding import make_rng
+from iclab.runtime import subplots
+from iclab.runtime import make_rng
 
-from ..episodes import Episode, sample_episodes, split_queries
-from ..evaluate import dev_layer_curve, extract_thetas
-from ..prompts import PreparedTask, get_template, prepare_task
-from ..scoring import is_correct
-from ..stats import accuracy_estimate
-from ..tasks import get_task, task_names
-from iclab.runtime.threads import lm_threads, torch_threads
+from .._episodes import Episode, sample_episodes, split_queries
+from .._evaluate import dev_layer_curve, extract_thetas
+from .._prompts import PreparedTask, get_template, prepare_task
+from .._scoring import is_correct
+from .._stats import accuracy_estimate
+from .._tasks import get_task, task_names
+from iclab.runtime import lm_threads, torch_threads
 
 from ._common import TaskVectorConfig, load_runner
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 
-from ..function_vectors import concentration, top_depth
-from ..stats import two_level_estimate
+from .._function_vectors import concentration, top_depth
+from .._stats import two_level_estimate
 from ._fv import (FV_TASKS, FunctionVectorConfig, compute_function_vectors, draw_conditions, draw_heatmap, draw_layers,
                   draw_natural, draw_stability, draw_top_heads, scored)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
-from iclab.runtime.threads import lm_threads
+from iclab.runtime import subplots
+from iclab.runtime import lm_threads
 
-from ..evaluate import CONDITIONS
-from ..paper import PAPER_MODELS, SOURCE, SOURCE_AVERAGES, paper_model_means, paper_original, paper_tv_over_icl
-from ..stats import accuracy_estimate
+from .._evaluate import CONDITIONS
+from .._paper import PAPER_MODELS, SOURCE, SOURCE_AVERAGES, paper_model_means, paper_original, paper_tv_over_icl
+from .._stats import accuracy_estimate
 
 from ._common import (TaskVectorConfig, dev_curves, episode_traces, filtered_estimates, is_true, load_runner,
                       predictions_frame, run_tasks, scores, split_overlap, summary_row, task_table, tasks_of)

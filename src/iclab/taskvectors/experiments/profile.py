@@ -8,9 +8,9 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..stats import accuracy_estimate, two_level_estimate
+from .._stats import accuracy_estimate, two_level_estimate
 from ._fv import (FunctionVectorConfig, compute_function_vectors, draw_conditions, draw_heatmap, draw_layers,
                   draw_stability, draw_top_heads, scored)
 

@@ -9,11 +9,11 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from iclab.runtime import Estimate, IclabError, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
-from ..evaluate import CONDITIONS
-from ..paper import SOURCE_AVERAGES, paper_tv_over_icl
-from ..prompts import TEMPLATES, get_template, prepare_task
+from .._evaluate import CONDITIONS
+from .._paper import SOURCE_AVERAGES, paper_tv_over_icl
+from .._prompts import TEMPLATES, get_template, prepare_task
 from ._common import (TaskVectorConfig, filtered_estimates, is_true, load_runner, predictions_frame, run_tasks,
                       summary_row, task_table, tasks_of)
 from .main import TV_ICL_TOLERANCE

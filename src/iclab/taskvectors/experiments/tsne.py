@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from iclab.runtime import Estimate, IclabError, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
+from iclab.runtime import subplots
 
 from ._common import TaskVectorConfig, by_task, dev_curves, load_runner, pooled_layer, run_tasks, tasks_of
 

@@ -11,10 +11,10 @@ from pydantic import Field
 
 from iclab.models import encode, forward_last, record_residual, residual_to_logits
 from iclab.runtime import Estimate, Results, RunContext, experiment
-from iclab.runtime.plots import subplots
-from iclab.runtime.threads import lm_threads, torch_threads
+from iclab.runtime import subplots
+from iclab.runtime import lm_threads, torch_threads
 
-from ..prompts import PreparedTask, get_template, prepare_task
+from .._prompts import PreparedTask, get_template, prepare_task
 from ._common import TaskVectorConfig, by_task, load_runner, pooled_layer, run_tasks, tasks_of
 
 QUICK = dict(tasks="algorithmic_to_upper,linguistic_present_simple_gerund,knowledge_country_capital",
