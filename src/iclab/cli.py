@@ -1,4 +1,5 @@
-"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report, tasks, models, doctor, profile."""
+"""The `iclab` command line: list, show, run, sweep, reproduce, results, redraw, report, export, tasks, models, doctor,
+profile."""
 
 from __future__ import annotations
 
@@ -14,11 +15,26 @@ from rich.table import Table
 from .runtime._config import load_yaml_overrides, parse_overrides
 from .runtime._errors import IclabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(no_args_is_help=True,
                   help="iclab: reproduce and extend in-context-learning research on a laptop CPU.")
 console = Console()
 err_console = Console(stderr=True)
 
+def _complete_experiment(incomplete: str) -> list[str]:
+    """Shell completion of experiment names (`iclab --install-completion` turns it on)."""
+    from .runtime._experiment import load_experiments
+
+    return [name for name in sorted(load_experiments()) if name.startswith(incomplete)]
+
+
+def _complete_model(incomplete: str) -> list[str]:
+    from .models._loading import BUNDLED_MODELS
+
+    return [name for name in sorted(BUNDLED_MODELS) if name.startswith(incomplete)]
+
+
+ExperimentName = Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.",
+                                               autocompletion=_complete_experiment)]
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Root of the run store.")]
 Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset: quick (minutes on CPU) or paper.")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a field: FIELD=VALUE (repeatable).")]
@@ -86,7 +102,7 @@ def list_cmd() -> None:
 
 
 @app.command()
-def show(name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")]) -> None:
+def show(name: ExperimentName) -> None:
     """Show an experiment's config fields, their meaning, defaults and presets."""
     from .runtime._experiment import get_experiment
 
@@ -107,7 +123,7 @@ _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 @app.command(context_settings=_EXTRA)
 def run(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")],
+    name: ExperimentName,
     preset: Preset = "quick",
     sets: Sets = None,
     config: ConfigFile = None,
@@ -134,7 +150,7 @@ def run(
 @app.command("sweep", context_settings=_EXTRA)
 def sweep_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    name: ExperimentName,
     grid: Annotated[list[str], typer.Option("--grid", "-g", help="Axis FIELD=V1,V2,... (repeatable).")],
     preset: Preset = "quick",
     sets: Sets = None,
@@ -197,7 +213,7 @@ def reproduce(
 
 @app.command("results")
 def results_cmd(
-    name: Annotated[str, typer.Argument(help="Experiment name, e.g. spinglass.fig4b.")],
+    name: ExperimentName,
     table: Annotated[str, typer.Option("--table", "-t", help="Which table of each run to collate.")] = "metrics",
     runs_dir: RunsDir = Path("runs"),
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the full frame (every column) to this CSV file.")] = None,
@@ -261,11 +277,67 @@ def redraw(
         console.print(f"redrawn: {redraw_run(path)}", soft_wrap=True, highlight=False, markup=False)
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Export finished runs to an experiment tracker: MLflow or W&B.")
+app.add_typer(export_app, name="export")
+ExportExperiment = Annotated[Optional[str], typer.Option(
+    "--experiment", "-e", help="Only the runs of this experiment (default: every finished run).")]
+
+
+def _print_export(res) -> None:
+    from rich.markup import escape
+
+    colour = {"exported": "green", "updated": "cyan", "unchanged": "yellow"}[res.status]
+    console.print(f"[{colour}]{res.status:>9}[/{colour}] {escape(res.run)} -> {escape(res.where)}", soft_wrap=True,
+                  highlight=False)
+
+
+def _export_summary(results: list, where: str) -> None:
+    n = {s: sum(r.status == s for r in results) for s in ("exported", "updated", "unchanged")}
+    console.print(f"{len(results)} run{'s' * (len(results) != 1)}: {n['exported']} exported, {n['updated']} updated, "
+                  f"{n['unchanged']} unchanged -> {where}", soft_wrap=True, highlight=False, markup=False)
+
+
+@export_app.command("mlflow")
+def export_mlflow_cmd(
+    tracking_uri: Annotated[str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help=(
+        "The MLflow tracking server (http://HOST:PORT) or store (sqlite:///mlflow.db)."))],
+    experiment: ExportExperiment = None,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Export finished runs to MLflow, one MLflow run each, named EXPERIMENT/CONFIG-HASH.
+
+    Config fields become parameters, claims metrics, verdicts tags, figures and report artifacts. Exporting
+    again skips unchanged runs and updates changed ones (found by their iclab.run_id tag).
+    """
+    from .runtime._export import export_mlflow
+
+    results = export_mlflow(runs_dir, tracking_uri, experiment, on_result=_print_export)
+    _export_summary(results, tracking_uri)
+
+
+@export_app.command("wandb")
+def export_wandb_cmd(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the offline W&B runs go (DIR/wandb/offline-run-*).")],
+    experiment: ExportExperiment = None,
+    project: Annotated[str, typer.Option("--project", help="The W&B project the runs sync to.")] = "iclab",
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Export finished runs as offline W&B runs (no network, no login), named EXPERIMENT/CONFIG-HASH.
+
+    Config fields become the run's config, claims summary metrics, figures and report files. Upload them later
+    with `wandb sync DIR/wandb/offline-run-*`; exporting again skips unchanged runs.
+    """
+    from .runtime._export import export_wandb
+
+    results = export_wandb(runs_dir, directory, experiment, project=project, on_result=_print_export)
+    _export_summary(results, f"{directory}/wandb (upload with `wandb sync {directory}/wandb/offline-run-*`)")
+
+
 @app.command(context_settings=_EXTRA)
 def profile(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A bundled model name, tiny:<family> (a random test model), or a local "
-                                         "HuggingFace causal-LM directory.")],
+                                         "HuggingFace causal-LM directory.", autocompletion=_complete_model)],
     preset: Preset = "quick",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
@@ -324,7 +396,7 @@ def models() -> None:
 @app.command()
 def doctor(
     model: Annotated[str, typer.Argument(help="A bundled model name, tiny:<family> (a random test model), or a local "
-                                         "HuggingFace causal-LM directory.")],
+                                         "HuggingFace causal-LM directory.", autocompletion=_complete_model)],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
 ) -> None:
@@ -357,7 +429,9 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except IclabError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message's brackets (pip install -e ".[mlflow]") are text, not markup
+
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted; rerun the same command to resume", highlight=False)

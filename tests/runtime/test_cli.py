@@ -187,3 +187,20 @@ def test_version(in_process):
 
     proc = in_process("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"iclab {__version__}"
+
+
+def test_shell_completion_of_commands_experiments_and_models(tmp_path):
+    """What `iclab --install-completion` wires into the shell: the script, then the words it offers."""
+    script = iclab("--show-completion", "bash", tmp_path=tmp_path)
+    assert script.returncode == 0 and "complete -o default -F _iclab_completion iclab" in script.stdout
+
+    def offered(words, cword):
+        env = {"_ICLAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        proc = subprocess.run([sys.executable, "-m", "iclab"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert offered("iclab re", 1) == ["reproduce", "results", "report", "redraw"]
+    assert offered("iclab run spinglass.fig4", 2) == ["spinglass.fig4a", "spinglass.fig4b"]
+    assert offered("iclab doctor smol", 2) == ["smollm2-135m"]

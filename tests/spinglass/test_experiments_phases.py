@@ -18,21 +18,11 @@ from iclab.spinglass._analysis import population_optimum
 from iclab.spinglass._data import features, sample_prompts, sufficient_stats_from
 from iclab.spinglass.experiments import fig4a, figs6, figs8, pool
 from iclab.spinglass._train import lr_factor
-from iclab.runtime import Results, RunContext, execute, get_experiment
+from iclab.runtime import Results, RunContext, get_experiment
+
+from ._run import run
 
 
-def run(name: str, tmp_path: Path, preset: str = "quick", **overrides):
-    exp = get_experiment(name)
-    res = execute(exp, exp.make_config(preset, overrides), tmp_path, preset=preset, quiet=True)
-    assert res.status == "done", res.error
-    out = Path(res.path)
-    assert (out / "DONE").is_file() and (out / "report.html").is_file()
-    summary = json.loads((out / "summary.json").read_text())
-    for fig in summary["figures"]:
-        assert all((out / f).is_file() for f in fig["files"])
-    assert summary["notes"], "every experiment documents its choices"
-    claims = {c["name"]: c for c in summary["claims"]}
-    return pd.read_csv(out / "tables" / "metrics.csv"), claims, out
 
 
 def claim(claims: dict, prefix: str) -> dict:
@@ -58,7 +48,7 @@ def test_nested_stats_are_prefix_statistics():
 
 def test_fig4a_contrast_grows_with_P_and_N(tmp_path):
     Ps, Ns = [20, 140, 500, 980], [2, 20, 100]
-    df, claims, out = run("spinglass.fig4a", tmp_path, Ps=Ps, Ns=Ns, repeats=5)
+    out, df, claims = run("spinglass.fig4a", tmp_path, Ps=Ps, Ns=Ns, repeats=5)
     assert len(df) == len(Ps) * len(Ns)
     grid = df.pivot(index="N", columns="P", values="cr_amp")
     assert grid.loc[100, 980] > grid.loc[100, 500] > grid.loc[100, 140] > 0
@@ -109,7 +99,7 @@ def test_equation_group_loss_and_exact_solution():
 
 
 def test_figs6_restarts_reach_the_unique_solution(tmp_path):
-    df, claims, _ = run("spinglass.figS6", tmp_path, restarts=200, n_curves=10, chunk=100)
+    _, df, claims = run("spinglass.figS6", tmp_path, restarts=200, n_curves=10, chunk=100)
     assert len(df) == 200
     assert (df.gram_lambda_min > 0).all()
     assert df.rms_to_exact.median() < 0.05  # init is at rms distance ~1.2
@@ -129,7 +119,7 @@ def test_figs6_restarts_reach_the_unique_solution(tmp_path):
 
 
 def test_figs8_small_run_trains_saves_curves_and_half_budgets(tmp_path):
-    df, claims, out = run("spinglass.figS8", tmp_path, Ns=[40, 60], P=1500, P_test=300, epochs=400,
+    out, df, claims = run("spinglass.figS8", tmp_path, Ns=[40, 60], P=1500, P_test=300, epochs=400,
                           archs=["sla", "fla", "sa"], sa_epochs=2)
     assert {"sla", "fla", "sa", "amp", "ridge", "zero"} == set(df.model)
     e = df[df.repeat == 0].pivot(index="N", columns="model", values="test_mse")
@@ -242,7 +232,7 @@ def test_pool_log_crossing_interpolates_in_log_log():
 
 
 def test_pool_memorises_at_small_M_and_learns_in_context_at_large_M(tmp_path):
-    df, claims, _ = run("spinglass.pool", tmp_path, Ms=[2, 8, 128], P=4096, P_test=512, P_opt=2**14, repeats=2)
+    _, df, claims = run("spinglass.pool", tmp_path, Ms=[2, 8, 128], P=4096, P_test=512, P_opt=2**14, repeats=2)
     m = df.groupby("M").mean(numeric_only=True)
     assert set(df.setting) == {"pool", "single"} and set(m.index) == {2, 8, 128, 4096}
     assert m.loc[2, "model_fresh"] > 2 * m.loc[128, "model_fresh"]  # memorisation fails on new tasks
@@ -266,7 +256,7 @@ def test_pool_memorises_at_small_M_and_learns_in_context_at_large_M(tmp_path):
 
 @pytest.mark.slow
 def test_fig4a_paper(tmp_path):
-    _, claims, _ = run("spinglass.fig4a", tmp_path, preset="paper")
+    _, _, claims = run("spinglass.fig4a", tmp_path, preset="paper")
     assert claim(claims, "CR grows with P")["verdict"] == "reproduced"
     assert claim(claims, "CR grows with N")["verdict"] == "reproduced"
     assert claims["CR at N=100, P=980 vs the published script's re-run"]["verdict"] == "holds"
@@ -274,7 +264,7 @@ def test_fig4a_paper(tmp_path):
 
 @pytest.mark.slow
 def test_figs6_paper(tmp_path):
-    _, claims, _ = run("spinglass.figS6", tmp_path, preset="paper")
+    _, _, claims = run("spinglass.figS6", tmp_path, preset="paper")
     assert claim(claims, "mode of the final-distance")["verdict"] == "reproduced"
     assert claim(claims, "smallest eigenvalue of the least-squares Gram")["verdict"] == "holds"
     # "all < 0.15" differs: ~1% of the exact solutions C^-1 are themselves at distance >= 0.15
@@ -285,7 +275,7 @@ def test_figs6_paper(tmp_path):
 def test_figs8_paper(tmp_path):
     """One paper-preset run of Fig. S8 (hours on 2 cores): SLA reproduces the paper; an architecture whose
     training checks do not both hold is never judged against the paper."""
-    _, claims, _ = run("spinglass.figS8", tmp_path, preset="paper")
+    _, _, claims = run("spinglass.figS8", tmp_path, preset="paper")
     assert claims["SLA converged: test-error gain from doubling the budget (max over N)"]["verdict"] == "holds"
     assert claims["SLA test error vs N: max relative deviation from the paper's curve"]["verdict"] == "reproduced"
     for arch in ("SLA", "FLA", "MHLA", "SA", "TF"):
@@ -298,7 +288,7 @@ def test_figs8_paper(tmp_path):
 
 @pytest.mark.slow
 def test_pool_paper(tmp_path):
-    _, claims, _ = run("spinglass.pool", tmp_path, preset="paper")
+    _, _, claims = run("spinglass.pool", tmp_path, preset="paper")
     assert claims["gap to ridge on fresh tasks: largest M / smallest M"]["verdict"] == "reproduced"
     assert claims["fresh-task MSE / class optimum − 1 at the largest M=16384"]["verdict"] == "reproduced"
     assert claims["fresh-task MSE / ridge − 1 at the largest M=16384"]["verdict"] == "differs"  # architectural

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,25 +16,16 @@ from iclab.spinglass.experiments.figs5 import mp_cdf, mp_quantile
 from iclab.spinglass.experiments.figs7 import feature_rank
 from iclab.spinglass._sampling import ReducedPrompts, gram_row, sample_reduced
 from iclab.spinglass._hamiltonian import SpinGlass
-from iclab.runtime import IclabError, execute, get_experiment
+from iclab.runtime import IclabError, get_experiment
 from iclab.runtime._seeding import make_gen
+
+from ._run import run
 
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def run(name, tmp_path, preset="quick", **overrides):
-    exp = get_experiment(name)
-    res = execute(exp, exp.make_config(preset, overrides), tmp_path, preset=preset, quiet=True)
-    assert res.status == "done", res.error
-    path = Path(res.path)
-    summary = json.loads((path / "summary.json").read_text())
-    for f in ["DONE", "report.html", "tables/metrics.csv"] + [p for fig in summary["figures"] for p in fig["files"]]:
-        assert (path / f).is_file(), f
-    assert summary["figures"] and summary["claims"]
-    claims = {c["name"]: c for c in summary["claims"]}
-    return claims, pd.read_csv(path / "tables/metrics.csv"), path
 
 
 # -----------------------------------------------------------------------------
@@ -143,7 +133,7 @@ def check_claims(claims):
 
 
 def test_fig1_quick(tmp_path):
-    claims, df, _ = run("spinglass.fig1", tmp_path, draws=1000)
+    _, df, claims = run("spinglass.fig1", tmp_path, draws=1000)
     check_claims(claims)
     kinds = {c["kind"] for c in claims.values()}
     assert {"paper-value", "paper-shape", "sanity", "engineering"} <= kinds
@@ -164,7 +154,7 @@ def test_fig1_quick(tmp_path):
 
 
 def test_fig1_other_settings_make_no_paper_claims(tmp_path):
-    claims, _, path = run("spinglass.fig1", tmp_path, D=3, N=20, P=100, draws=2000)
+    path, _, claims = run("spinglass.fig1", tmp_path, D=3, N=20, P=100, draws=2000)
     assert not [c for c in claims.values() if c["kind"] in ("paper-value", "paper-shape")]
     assert {c["kind"] for c in claims.values()} == {"sanity", "engineering"}
     assert all(c["verdict"] != "fails" for c in claims.values() if c["kind"] == "sanity")  # closed forms hold at any D
@@ -173,7 +163,7 @@ def test_fig1_other_settings_make_no_paper_claims(tmp_path):
 
 
 def test_figS2_quick(tmp_path):
-    claims, df, _ = run("spinglass.figS2", tmp_path, repeats=32)
+    _, df, claims = run("spinglass.figS2", tmp_path, repeats=32)
     check_claims(claims)
     assert claims["KL of block C at N' = 10 N"]["paper_value"] == 0.7
     assert claims["KL of block C at N' = 10 N"]["verdict"] == "reproduced"
@@ -185,7 +175,7 @@ def test_figS2_quick(tmp_path):
 
 
 def test_figS3_quick(tmp_path):
-    claims, df, _ = run("spinglass.figS3", tmp_path)
+    _, df, claims = run("spinglass.figS3", tmp_path)
     check_claims(claims)
     for model in figs3.MODELS:
         assert claims[f"m is diagonal-dominated: contrast ratio of m ({model})"]["verdict"] == "reproduced"
@@ -216,7 +206,7 @@ def test_figS3_official_pdfs_are_sampled_as_scipy_does():
 
 
 def test_figS5_quick(tmp_path):
-    claims, df, _ = run("spinglass.figS5", tmp_path, repeats=40, ratios=[1, 10, 100])
+    _, df, claims = run("spinglass.figS5", tmp_path, repeats=40, ratios=[1, 10, 100])
     check_claims(claims)
     ks = claims["spectra follow Marchenko-Pastur: max KS distance over N/D"]
     assert ks["verdict"] == "reproduced" and ks["ours"]["n"] == 40  # 40 matrices: 40 bootstrap groups
@@ -229,7 +219,7 @@ def test_figS5_quick(tmp_path):
 
 
 def test_figS7_quick(tmp_path):
-    claims, df, _ = run("spinglass.figS7", tmp_path, repeats=16, grid_Ds=[10, 15, 20], grid_Ps=list(range(25, 451, 25)))
+    _, df, claims = run("spinglass.figS7", tmp_path, repeats=16, grid_Ds=[10, 15, 20], grid_Ps=list(range(25, 451, 25)))
     check_claims(claims)
     law = claims["zero ratio = 1 − min(P, D(D+1))/(D+1)²: max |measured − law| over the grid and spectra"]
     assert law["ours"]["value"] < 1e-12 and law["verdict"] == "holds"
@@ -244,7 +234,7 @@ def test_figS7_quick(tmp_path):
 
 
 def test_fig3_quick(tmp_path):
-    claims, df, path = run("spinglass.fig3", tmp_path, n_random=200, grid=40, rbf_neighbors=40, tsne_repeats=2)
+    path, df, claims = run("spinglass.fig3", tmp_path, n_random=200, grid=40, rbf_neighbors=40, tsne_repeats=2)
     check_claims(claims)
     for name, c in claims.items():  # zero modes, flat directions, equipartition: exact facts of the measure
         if c["kind"] == "sanity":
@@ -270,7 +260,7 @@ def test_structure_runs_are_deterministic(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["spinglass.figS3", "spinglass.figS5", "spinglass.figS7"])
 def test_paper_preset_meets_the_targets(name, tmp_path):
-    claims, _, _ = run(name, tmp_path, preset="paper")
+    _, _, claims = run(name, tmp_path, preset="paper")
     check_claims(claims)
     failed = {k: c["ours"] for k, c in claims.items() if c["kind"] == "sanity" and c["verdict"] != "holds"}
     assert not failed, failed
@@ -280,7 +270,7 @@ def test_paper_preset_meets_the_targets(name, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["spinglass.fig1", "spinglass.figS2", "spinglass.fig3"])
 def test_paper_preset_sanity_holds(name, tmp_path):
-    claims, _, _ = run(name, tmp_path, preset="paper")
+    _, _, claims = run(name, tmp_path, preset="paper")
     check_claims(claims)
     failed = {k: c["ours"] for k, c in claims.items() if c["kind"] == "sanity" and c["verdict"] != "holds"}
     assert not failed, failed

@@ -1,7 +1,6 @@
 """Training experiments (Figs. 2, 4b, S1, S4): small runs end to end, paper targets (slow)."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,21 +8,12 @@ import torch
 
 from iclab.spinglass.experiments import fig4b, figs1, figs4
 from iclab.spinglass._sampling import sample_reduced
-from iclab.runtime import IclabError, execute, get_experiment, redraw
+from iclab.runtime import IclabError, get_experiment, redraw
 from iclab.runtime._seeding import make_gen
 
+from ._run import run
 
-def run(name, tmp_path, preset="quick", **overrides):
-    exp = get_experiment(name)
-    res = execute(exp, exp.make_config(preset, overrides), tmp_path, preset=preset, quiet=True)
-    assert res.status == "done", res.error
-    path = Path(res.path)
-    summary = json.loads((path / "summary.json").read_text())
-    for fig in summary["figures"]:
-        for f in fig["files"]:
-            assert (path / f).is_file(), f
-    claims = {c["name"]: c for c in summary["claims"]}
-    return path, pd.read_csv(path / "tables" / "metrics.csv"), claims
+
 
 
 def test_configs_reject_bad_values():

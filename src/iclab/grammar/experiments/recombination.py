@@ -52,7 +52,7 @@ class RecombinationConfig(CotConfig):
         "(heldout_in_cot), or in no form at all. Each is trained at every seed.")
 
 
-def variant(cfg: RecombinationConfig, name: str) -> dict:
+def variant(name: str) -> dict:
     return dict(heldout_in_cot=name == "steps_shown")
 
 
@@ -89,7 +89,7 @@ def compute(cfg: RecombinationConfig, ctx: RunContext) -> None:
     grammar.cot's); each is scored direct, with generated steps and with the oracle step on seen
     and held-out compositions (grammar.cot's scorer), and each world's ideal predictor alongside."""
     points = [(w, s) for w in cfg.worlds for s in cfg.train_seeds]
-    runs = train_points(ctx, cfg, [pretrain_config(cfg, cfg.size, cfg.data_tokens, seed=s, **variant(cfg, w))
+    runs = train_points(ctx, cfg, [pretrain_config(cfg, cfg.size, cfg.data_tokens, seed=s, **variant(w))
                                    for w, s in points])
     rows, arrays = [], {}
     for (w, s), run in zip(points, runs):
@@ -102,7 +102,7 @@ def compute(cfg: RecombinationConfig, ctx: RunContext) -> None:
     mean = df.groupby(["world", "seed", "type", "mode", "n_demos"], as_index=False)[["accuracy", "step_accuracy"]]
     table = mean.mean()
     for w in cfg.worlds:
-        r, correct = ideal_rows(World(cfg.world.model_copy(update=variant(cfg, w))), cfg)
+        r, correct = ideal_rows(World(cfg.world.model_copy(update=variant(w))), cfg)
         table = pd.concat([table, pd.DataFrame([dict(world=w, seed=-1, **x) for x in r])], ignore_index=True)
         arrays |= {key(w, "ideal", k): c for k, c in correct.items()}
     ctx.table(df, "per_task")

@@ -93,11 +93,15 @@ class TheoryConfig(TrainingRunsConfig):
         return self
 
 
-def measure(source, world: World, cfg: TheoryConfig, ideal: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def measure(source, world: World, cfg: TheoryConfig, ideal: dict[str, np.ndarray] | None = None
+            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per task type, (tasks, prompts, ns_max + 1) arrays: greedy answer right, log-probability of the
     true answer, and KL(ideal ‖ source) at every answer position. `source` is a trained model or the
-    IdealPredictor; `ideal` the ideal's log-probabilities per type (None: `source` is the ideal)."""
+    IdealPredictor; `ideal` the ideal's log-probabilities per type (None: `source` is the ideal).
+    Also returns `source`'s whole next-token log-probabilities per type, (K, P, n, V): the reference
+    for every model when `source` is the ideal, kept in memory only."""
     out: dict[str, np.ndarray] = {}
+    full: dict[str, np.ndarray] = {}
     for kind in cfg.types:
         group = world.tasks()[kind]
         inputs = prompt_inputs(world, group, cfg.ns_max + 1, cfg.n_prompts, cfg.seed, stream="theory")
@@ -108,9 +112,8 @@ def measure(source, world: World, cfg: TheoryConfig, ideal: np.ndarray | None = 
         out[f"{kind}__logp"] = np.take_along_axis(logp, truth[..., None], -1)[..., 0].astype(np.float32)
         ref = logp if ideal is None else ideal[kind]
         out[f"{kind}__kl"] = kl_to_ideal(ref, logp).astype(np.float32)
-        if ideal is None:
-            out[f"_{kind}__full"] = logp  # kept in memory only: the reference for every model
-    return out
+        full[kind] = logp
+    return out, full
 
 
 def description_lengths(world: World, predictor: IdealPredictor, kinds) -> dict[str, np.ndarray]:
@@ -157,13 +160,12 @@ def compute(cfg: TheoryConfig, ctx: RunContext) -> None:
     runs = train_points(ctx, cfg, points)
     world = World(cfg.world)
     predictor = IdealPredictor(world)
-    ideal = measure(predictor, world, cfg)
-    full = {k: ideal.pop(f"_{k}__full") for k in cfg.types}
+    ideal, full = measure(predictor, world, cfg)
     arrays = {key("ideal", 0, -1, name): a for name, a in ideal.items()}
     rows = _rows("ideal", 0, 0, -1, ideal, cfg)
     for (size, data, seed), run in zip(grid, runs):
         model, _, _ = load_point(run, cfg.device)
-        scores = measure(model, world, cfg, ideal=full)
+        scores, _ = measure(model, world, cfg, ideal=full)
         arrays |= {key(name_of(size), data, seed, name): a for name, a in scores.items()}
         rows += _rows(name_of(size), metrics_of(run)["params"], data, seed, scores, cfg)
         ctx.log(f"scored {name_of(size)}, {data:,} tokens, training seed {seed}")
@@ -212,7 +214,7 @@ def spearman(d: np.ndarray, y: np.ndarray) -> float:
     return float(stats.spearmanr(d, y).statistic)
 
 
-def _points(res: Results, cfg: TheoryConfig) -> list[tuple[str, int, int]]:
+def _points(res: Results) -> list[tuple[str, int, int]]:
     return [(m, int(d), int(s)) for m, d, s in res.json("grid")["points"]]
 
 
@@ -220,7 +222,7 @@ def _points(res: Results, cfg: TheoryConfig) -> list[tuple[str, int, int]]:
 def figures(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
     df, tasks, scores = res.table("curves"), res.table("tasks"), res.arrays("scores")
     models = [name_of(s) for s in cfg.sizes]
-    done = {(m, d) for m, d, _ in _points(res, cfg)}
+    done = {(m, d) for m, d, _ in _points(res)}
     top = max(d for _, d in done)
     chance = 1 / cfg.world.n_objects
     fig, axes = subplots(1, len(cfg.types), size=(3.1, 2.8))
@@ -248,7 +250,7 @@ def figures(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
     finite_max = D[np.isfinite(D)].max()
     x = np.where(np.isfinite(D), D, finite_max + 1.0)
     for ax, m in zip(axes[0], shown):
-        seeds = [-1] if m == "ideal" else [s for mm, d, s in _points(res, cfg) if mm == m and d == top]
+        seeds = [-1] if m == "ideal" else [s for mm, d, s in _points(res) if mm == m and d == top]
         data = 0 if m == "ideal" else top
         losses = np.stack([per_task(scores, kinds, cfg, m, data, s)[0] for s in seeds])  # (S, tasks)
         rhos = [spearman(D, row) for row in losses]
@@ -328,7 +330,7 @@ def verdicts(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
     D = np.concatenate([tasks[tasks.type == k].D.to_numpy() for k in kinds])
     R = grid["R_n"][cfg.ns_max]
     chance = 1 / cfg.world.n_objects
-    done = _points(res, cfg)
+    done = _points(res)
     top = max(d for _, d, _ in done)
     big = next(name_of(s) for s in reversed(cfg.sizes) if any(m == name_of(s) and d == top for m, d, _ in done))
     seeds = [s for m, d, s in done if m == big and d == top]
@@ -347,18 +349,19 @@ def verdicts(cfg: TheoryConfig, res: Results, ctx: RunContext) -> None:
               paper="(ours) the theory's own predictor orders tasks by description length",
               ours=Estimate.bootstrap(D, ideal_loss, statistic=spearman, unit="tasks"), expect=(">", 0))
 
-    samples = [(D, per_task(scores, kinds, cfg, big, top, s)[0]) for s in seeds]
+    per_seed = [per_task(scores, kinds, cfg, big, top, s) for s in seeds]  # (loss, reach) per seed
+    samples = [(D, loss) for loss, _ in per_seed]
     ctx.claim(f"rank correlation of D[τ] with cumulative answer loss ({cfg.ns_max} answers), {big}, {top:,} tokens",
               kind="paper-shape", paper="tasks with a shorter description are learnt from fewer demonstrations",
               source=PAPER, ours=_rank_estimate(samples), expect=(">", 0),
               note="Spearman ρ over tasks; D = ∞ ranks last. Several seeds: t-interval over seeds; one seed: "
                    "bootstrap over tasks, a hint.")
-    samples = [(D, per_task(scores, kinds, cfg, big, top, s)[1]) for s in seeds]
+    samples = [(D, reach) for _, reach in per_seed]
     ctx.claim(f"rank correlation of D[τ] with demonstrations to reach {cfg.reach:.0%} accuracy, {big}",
               kind="paper-shape", paper="tasks with a shorter description are learnt from fewer demonstrations",
               source=PAPER, ours=_rank_estimate(samples), expect=(">", 0),
               note=f"Never reached within {cfg.ns_max}: ranked last.")
-    within = [float(np.mean(per_task(scores, kinds, cfg, big, top, s)[0][finite] <= D[finite] + R)) for s in seeds]
+    within = [float(np.mean(loss[finite] <= D[finite] + R)) for loss, _ in per_seed]
     ctx.claim(f"share of derivable tasks whose cumulative loss is within D[τ] + R_{cfg.ns_max}, {big}",
               kind="engineering", paper="(ours) how far from the ideal predictor's guarantee a trained model is",
               ours=Estimate.mean(within, unit="training seeds"))
