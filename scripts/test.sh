@@ -2,7 +2,7 @@
 # Set up (if needed) and run the test suite. Paper-scale tests marked `slow` run only with `-m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 # The report-site test (tests/runtime/test_site.py) drives headless Chromium, and fails without it when
 # CI=true: install Debian's chromium and chromium-driver if missing and we can (root, apt-get), quietly.
 if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

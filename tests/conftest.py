@@ -5,8 +5,31 @@ import pytest
 os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
 
 
+# Test modules that take minutes, longest first: they start first, so that with several workers
+# (pytest-xdist, `-n auto` in pyproject.toml) no long module starts last. Order only; any order passes.
+LONG_FIRST = [
+    "tests/test_docs_commands.py",
+    "tests/grammar/test_experiments.py",
+    "tests/test_notebooks.py",
+    "tests/taskvectors/test_verdicts.py",
+    "tests/spinglass/test_experiments_phases.py",
+    "tests/spinglass/test_experiments_training.py",
+    "tests/spinglass/test_experiments_structure.py",
+]
+# Ray's `ray stop` in docs/howto/ray-cluster.md ends every Ray process on the machine, the test
+# cluster of tests/runtime/test_ray.py included: the two files run in one worker, one after the other.
+ONE_WORKER = {"tests/test_docs_commands.py", "tests/runtime/test_ray.py"}
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Paper-scale runs are marked `slow`: plain `pytest` (and CI) skips them, `pytest -m slow` runs them."""
+    """Long modules first (a stable sort: each module's tests keep their order). Paper-scale runs are
+    marked `slow`: plain `pytest` (and CI) skips them, `pytest -m slow` runs them."""
+    rank = {m: i for i, m in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))
     if "slow" not in (config.getoption("-m") or ""):
         skip = pytest.mark.skip(reason="paper-scale run: skipped unless asked for (run with `pytest -m slow`)")
         for item in items:
@@ -34,3 +57,17 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With pytest-xdist: a module's tests run in one worker (its module fixtures are built once), long
+    modules first (the collection order above), and the ONE_WORKER modules together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "+".join(sorted(ONE_WORKER)) if module in ONE_WORKER else module
+
+    config.option.loadscopereorder = False  # keep the collection order: long modules first
+    return ModuleScheduling(config, log)

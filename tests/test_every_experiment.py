@@ -58,8 +58,8 @@ def test_the_map_covers_every_experiment():
 
 def test_each_named_test_is_in_the_fast_tier():
     files = sorted({node.split("::")[0] for node in END_TO_END.values()})
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                          *files], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-m", "not slow", "-p", "no:cacheprovider"]
+    out = subprocess.run([*cmd, *files], cwd=ROOT, capture_output=True, text=True, timeout=300)
     collected = set(out.stdout.split())
     missing = sorted(node for node in set(END_TO_END.values()) if node not in collected)
     assert not missing, f"not collected in the fast tier: {missing}\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
