@@ -280,7 +280,8 @@ def redraw(
 export_app = typer.Typer(no_args_is_help=True, help="Export finished runs to an experiment tracker: MLflow or W&B.")
 app.add_typer(export_app, name="export")
 ExportExperiment = Annotated[Optional[str], typer.Option(
-    "--experiment", "-e", help="Only the runs of this experiment (default: every finished run).")]
+    "--experiment", "-e", help="Only the runs of this experiment (default: every finished run).",
+    autocompletion=_complete_experiment)]
 
 
 def _print_export(res) -> None:
@@ -421,7 +422,22 @@ def doctor(
         raise typer.Exit(1)
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # `kill` ends a run like Ctrl-C: workers and lanes stop, nothing half-written stays
+
+
 def main() -> None:
+    """The console script: one-line errors, exit status 2 for mistakes, 130 when interrupted."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        _main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False, prog_name="iclab")  # typer returns the exit code of typer.Exit, and 130 on Ctrl-C
         if code == 130:

@@ -204,3 +204,58 @@ def test_shell_completion_of_commands_experiments_and_models(tmp_path):
     assert offered("iclab re", 1) == ["reproduce", "results", "report", "redraw"]
     assert offered("iclab run spinglass.fig4", 2) == ["spinglass.fig4a", "spinglass.fig4b"]
     assert offered("iclab doctor smol", 2) == ["smollm2-135m"]
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (R, S, Z, ...), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is `pid` (zombies excluded)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+def test_kill_ends_the_sweeps_workers_too(tmp_path):
+    """`kill` (SIGTERM) on `iclab sweep` ends its worker processes instead of leaving them running."""
+    import signal
+    import time
+
+    env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0,1", "--set",
+                             "sleep=600", "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:  # the two workers (+ a tracker)
+            time.sleep(0.5)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2 and proc.poll() is None, "the sweep's workers did not start"
+        time.sleep(3)  # let them pick up their runs
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # orphaned workers would hold its pipes open: a timeout
+    finally:
+        proc.kill()
+        for pid in _children(proc.pid) | locals().get("workers", set()):
+            if _state(pid) not in (None, "Z"):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command to resume" in err
+    deadline = time.monotonic() + 30
+    while any(_state(w) not in (None, "Z") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    alive = [w for w in workers if _state(w) not in (None, "Z")]
+    assert not alive, f"workers still running after the sweep was killed: {alive}"
+    assert not list((tmp_path / "runs").glob("test.toy/*/DONE"))  # no run finished, none pretends to

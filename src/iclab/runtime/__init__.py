@@ -14,6 +14,7 @@ from ._errors import IclabError, TaskLost
 from ._executors import Executor, LocalExecutor, SerialExecutor, make_executor
 from ._experiment import (Experiment, ResearchLine, Results, RunContext, experiment, get_experiment, load_experiments,
                           load_lines, register_line)
+from ._export import export_mlflow, export_wandb
 from ._plots import heatmap, subplots
 from ._reproduce import reproduce
 from ._results import claims, results
@@ -28,8 +29,8 @@ __all__ = [
     "KINDS", "PAPER_KINDS", "VERDICTS", "Claim", "Estimate", "Executor", "Experiment", "ExperimentConfig",
     "IclabError", "IncreasingPositiveInts", "LocalExecutor", "PositiveFloats", "PositiveInts", "ResearchLine",
     "Results", "RunContext", "RunResult", "RunSpec", "SerialExecutor", "TaskLost", "UnitIntervalFloats", "build_site",
-    "claims", "compute_threads", "count_verdicts", "execute", "experiment", "finished_runs", "get_experiment",
-    "heatmap", "is_complete", "judge", "lm_threads", "load_experiments", "load_lines", "make_executor", "make_gen",
-    "make_rng", "redraw", "register_line", "reproduce", "result_files", "results", "run_dir", "run_spec",
-    "seed_sequence", "subplots", "sweep", "torch_threads",
+    "claims", "compute_threads", "count_verdicts", "execute", "experiment", "export_mlflow", "export_wandb",
+    "finished_runs", "get_experiment", "heatmap", "is_complete", "judge", "lm_threads", "load_experiments",
+    "load_lines", "make_executor", "make_gen", "make_rng", "redraw", "register_line", "reproduce", "result_files",
+    "results", "run_dir", "run_spec", "seed_sequence", "subplots", "sweep", "torch_threads",
 ]  # fmt: skip

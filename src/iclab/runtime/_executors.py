@@ -53,6 +53,12 @@ class LocalExecutor:
                 for fut in done:
                     item = pending.pop(fut)
                     yield item, fut.result()
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C or `kill` (the CLI turns SIGTERM into KeyboardInterrupt): end the workers now rather
+            # than wait for their runs; the store keeps only finished runs, so a rerun resumes.
+            for proc in list((pool._processes or {}).values()):  # no public API before Python 3.14
+                proc.terminate()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

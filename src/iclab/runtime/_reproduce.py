@@ -81,6 +81,10 @@ def reproduce(
             results.append(res)
             if on_result:
                 on_result(res)
+    except (KeyboardInterrupt, SystemExit):
+        for proc, _ in children:  # interrupted: the lanes stop too (each ends its own workers)
+            proc.terminate()
+        raise
     finally:
         for proc, out in children:
             proc.wait()
