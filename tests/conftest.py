@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -37,6 +38,23 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def optional(*modules: str, extra: str):
+    """Import optional packages (Ray, Jupyter, the trackers), or skip naming the fix when one is missing.
+    CI installs every extra (`scripts/setup.sh test`), so there (CI=true) a missing one fails instead."""
+    try:
+        found = [importlib.import_module(m) for m in modules]
+    except ImportError as err:
+        msg = f"{err.name or err} is not installed: pip install -e '.[{extra}]' (bash scripts/setup.sh test does)"
+        if _ci():
+            pytest.fail(f"under CI every extra is installed, but {msg}", pytrace=False)
+        pytest.skip(msg, allow_module_level=True)
+    return found[0] if len(found) == 1 else found
+
+
 def bundled_model(name: str):
     """A bundled LM (`iclab models`), or a skip with the reason and the fix when it is not installed.
     CI installs every bundled model, so there (CI=true) a missing one fails instead of skipping."""
@@ -46,7 +64,7 @@ def bundled_model(name: str):
     try:
         return load_model(name)
     except IclabError as err:
-        if os.environ.get("CI", "").lower() == "true":
+        if _ci():
             raise
         pytest.skip(f"the bundled model {name} is not installed ({err}); bash scripts/setup.sh installs it")
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iclab.runtime import load_experiments
+from iclab.runtime import load_experiments, load_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SG_STRUCT = "tests/spinglass/test_experiments_structure.py::"
@@ -51,7 +51,8 @@ END_TO_END = {
 
 
 def test_the_map_covers_every_experiment():
-    registered = set(load_experiments())
+    lines = load_lines()  # the research lines' experiments (the runtime tests add toy ones: not ours to map)
+    registered = {name for name in load_experiments() if name.split(".")[0] in lines}
     assert not registered - END_TO_END.keys(), "give these experiments a tiny end-to-end test and list it here"
     assert not END_TO_END.keys() - registered, "these are no longer registered"
 

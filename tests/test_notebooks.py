@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bundled_model
+from tests.conftest import bundled_model, optional
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "docs" / "notebooks"
 CELL_TIMEOUT = 300  # seconds per cell: generous for a busy 2-core machine
@@ -29,16 +29,8 @@ NUMBER = r"(-?\d+(?:\.\d+)?)"
 
 
 def _notebook_modules():
-    """nbclient and nbformat, or a skip (a failure under CI) naming the fix."""
-    try:
-        import ipykernel  # noqa: F401  (the kernel runs `python -m ipykernel_launcher`)
-        import nbclient
-        import nbformat
-    except ImportError as err:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the notebook extra is missing under CI ({err}); pip install -e '.[notebooks]'")
-        pytest.skip(f"nbclient/nbformat/ipykernel not installed ({err}); pip install -e '.[notebooks]' "
-                    "(bash scripts/setup.sh installs it)")
+    """nbclient and nbformat (and ipykernel, which the kernel runs), or a skip naming the fix (a failure under CI)."""
+    nbclient, nbformat, _ = optional("nbclient", "nbformat", "ipykernel", extra="notebooks")
     return nbclient, nbformat
 
 

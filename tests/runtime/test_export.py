@@ -3,7 +3,6 @@ through MLflow's own client and W&B's own record format, and compared with what 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from iclab.runtime._experiment import Experiment
 from iclab.runtime._export import tracker_name, wandb_id
 from tests.runtime import test_cli
 from tests.runtime.test_cli import assert_one_line_error, iclab
+from tests.conftest import optional
 from tests.runtime.toy import run as toy
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by the `iclab` subprocesses
@@ -34,14 +34,8 @@ ODD_CLAIM = "KL(p ‖ q) at n ≥ 1: a − b"  # characters no tracker accepts i
 
 
 def tracker(name: str):
-    """mlflow or wandb, or a skip with the fix when it is not installed. CI installs both (scripts/setup.sh), so
-    there (CI=true) a missing one fails instead of skipping."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(f"{name} is not installed ({err}); pip install -e \".[{name}]\" (or bash scripts/setup.sh)")
+    """mlflow or wandb (their extras are named after them), or a skip naming the fix (a failure under CI)."""
+    return optional(name, extra=name)
 
 
 class OddConfig(ExperimentConfig):

@@ -25,7 +25,9 @@ CLUSTER_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)
                "PYTHONPATH": str(ROOT), "ICLAB_EXPERIMENTS": "tests.runtime.toy"}  # env the workers inherit
 os.environ.update(CLUSTER_ENV)
 
-pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]' (scripts/setup.sh does)")
+from tests.conftest import optional  # noqa: E402
+
+optional("ray", extra="ray")
 
 from iclab.runtime._ray_backend import RayExecutor  # noqa: E402
 from iclab.runtime._store import finished_runs, is_complete, result_files  # noqa: E402
