@@ -4,6 +4,9 @@ import os
 import pytest
 
 os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
+# Ray starts its workers at niceness 15; beside the other test workers they would wait for CPU time
+# the rest of the suite holds, and the Ray tests become the suite's long pole.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 # Test modules that take minutes, longest first: they start first, so that with several workers

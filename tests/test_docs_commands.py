@@ -50,7 +50,8 @@ KEYS = {"file"}
 NOT_LINKED = {"runs", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", "build", "dist"}
 TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", "1800"))  # seconds per block, CI
 SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", str(6 * 3600)))  # seconds per block tagged slow
-JOBS = max(1, int(os.environ.get("ICLAB_DOCS_JOBS", "2")))  # files run at once in CI (blocks of a file: in order)
+# files run at once (blocks of a file: in order); one in a pytest-xdist worker, whose siblings hold the other cores
+JOBS = max(1, int(os.environ.get("ICLAB_DOCS_JOBS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 CACHE_KEY = "iclab/docs-seconds"  # per-file CI durations, to start the slowest files first next time
 DURATIONS: dict[str, float] = {}
 PARALLEL = False  # set when CI runs several files at once
