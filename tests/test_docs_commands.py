@@ -22,8 +22,8 @@ The convention (written up in docs/index.md, "Docs conventions"):
 
 `test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
 (marked slow) runs all of its blocks in order, slow ones included. In CI the files run
-ICLAB_DOCS_JOBS (default 2) at a time, slowest-last-time first; while they do, each block gets one
-torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
+ICLAB_DOCS_JOBS (default 2; 1 inside a pytest-xdist worker) at a time, slowest-last-time first;
+while they do (and in an xdist worker), each block gets one torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
 set), so two files never fight over the same cores. ICLAB_DOCS_JOBS=1 runs them one by one.
 """
 
@@ -283,7 +283,7 @@ def ci_runs(request, tmp_path_factory):
     last = cache.get(CACHE_KEY, {}) if cache is not None else {}
     docs.sort(key=lambda d: -last.get(DOC_IDS[DOCS.index(d)], 0.0))  # the slowest last time starts first
     global PARALLEL
-    PARALLEL = JOBS > 1 and len(docs) > 1
+    PARALLEL = (JOBS > 1 and len(docs) > 1) or bool(os.environ.get("PYTEST_XDIST_WORKER"))  # others hold cores
     pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="docs")
     # A page that runs `ray start`/`ray stop` manages the machine's Ray processes: it runs alone, after the rest.
     alone = [d for d in docs if "ray start" in d.read_text(encoding="utf-8")]
