@@ -23,8 +23,8 @@ The convention (written up in docs/index.md, "Docs conventions"):
 `test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
 (marked slow) runs all of its blocks in order, slow ones included. In CI the files run
 ICLAB_DOCS_JOBS (default 2; 1 inside a pytest-xdist worker) at a time, slowest-last-time first;
-while they do (and in an xdist worker), each block gets one torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
-set), so two files never fight over the same cores. ICLAB_DOCS_JOBS=1 runs them one by one.
+while they do (and in an xdist worker), each block gets one torch thread (ICLAB_LM_THREADS,
+ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless set), so they never fight over cores. ICLAB_DOCS_JOBS=1 runs them one by one.
 """
 
 from __future__ import annotations
