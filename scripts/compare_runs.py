@@ -2,35 +2,45 @@
 
     python scripts/compare_runs.py OLD_RUNS NEW_RUNS
 
-For every experiment with a finished run in both stores (the newest run of each), it compares the
-computed tables (tables/*.csv), the raw arrays (arrays/*.npz), and every claim's number, interval and
-verdict (engineering claims, which are wall times, left out), byte for byte or value for value. Claim
-texts and sources are compared separately, so a reworded source shows as such and not as a changed
-result. Exit status 1 if any result differs. Used to check that a refactor changed no number.
+For every run (experiment and config hash) finished in both stores, it compares the computed tables
+(tables/*.csv, value for value, timing columns such as `seconds` and `tokens_per_s` left out), the raw
+arrays (arrays/*.npz, byte for byte), and every claim's number, interval and verdict (engineering
+claims, which are wall times, left out). Claim texts and sources are compared separately, so a
+reworded source shows as such and not as a changed result. Exit status 1 if any result differs.
+Used to check that a refactor changed no number.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from iclab.runtime import finished_runs
 
 
-def newest(runs_dir: Path) -> dict[str, Path]:
-    out: dict[str, tuple[str, Path]] = {}
-    for run in finished_runs(runs_dir):
-        path = Path(run["path"])
-        started = json.loads((path / "env.json").read_text()).get("started", "") if (path / "env.json").is_file() else ""
-        if run["experiment"] not in out or started > out[run["experiment"]][0]:
-            out[run["experiment"]] = (started, path)
-    return {name: path for name, (_, path) in out.items()}
+TIMING = re.compile(r"(^|_)(seconds|tokens_per_s|wall)$")  # columns that time a run, not its results
 
 
-def files(path: Path, sub: str) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in sorted((path / sub).glob("*")) if f.is_file()}
+def by_run(runs_dir: Path) -> dict[str, Path]:
+    """Finished runs keyed `<experiment>/<config-hash>` (the store's layout)."""
+    return {f"{Path(r['path']).parent.name}/{Path(r['path']).name}": Path(r["path"]) for r in finished_runs(runs_dir)}
+
+
+def tables(path: Path) -> dict[str, object]:
+    out = {}
+    for f in sorted((path / "tables").glob("*.csv")):
+        df = pd.read_csv(f, keep_default_na=False)
+        out[f.name] = df.drop(columns=[c for c in df.columns if TIMING.search(str(c))])
+    return out
+
+
+def arrays(path: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted((path / "arrays").glob("*")) if f.is_file()}
 
 
 def claims(path: Path) -> tuple[list, list]:
@@ -46,25 +56,27 @@ def main() -> int:
     ap.add_argument("old", type=Path)
     ap.add_argument("new", type=Path)
     args = ap.parse_args()
-    old, new = newest(args.old), newest(args.new)
+    old, new = by_run(args.old), by_run(args.new)
+    only = sorted(old.keys() ^ new.keys())
     differ = 0
-    for name in sorted(old.keys() | new.keys()):
-        if name not in old or name not in new:
-            print(f"{name:32s} only in {'old' if name in old else 'new'}")
-            continue
+    for name in sorted(old.keys() & new.keys()):
         a, b = old[name], new[name]
-        parts = []
-        for sub in ("tables", "arrays"):
-            fa, fb = files(a, sub), files(b, sub)
-            bad = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
-            parts.append(f"{sub} {'same' if not bad else 'DIFFER: ' + ', '.join(bad)} ({len(fa)} files)")
+        ta_, tb_ = tables(a), tables(b)
+        bad = sorted(k for k in ta_.keys() | tb_.keys()
+                     if k not in ta_ or k not in tb_ or not ta_[k].equals(tb_[k]))
+        parts = [f"tables {'same' if not bad else 'DIFFER: ' + ', '.join(bad)} ({len(ta_)})"]
+        aa, ab = arrays(a), arrays(b)
+        bad = sorted(k for k in aa.keys() | ab.keys() if aa.get(k) != ab.get(k))
+        parts.append(f"arrays {'same' if not bad else 'DIFFER: ' + ', '.join(bad)} ({len(aa)})")
         (na, ta), (nb, tb) = claims(a), claims(b)
         parts.append(f"claims {'same' if na == nb else 'DIFFER'} ({len(na)})")
         if ta != tb:
             parts.append("claim texts reworded")
         differ += any("DIFFER" in p for p in parts)
-        print(f"{name:32s} {a.name} {'=' if a.name == b.name else '≠'} {b.name}  " + "; ".join(parts))
-    print(f"{len(old.keys() & new.keys())} experiments compared, {differ} with different results")
+        print(f"{name:42s} " + "; ".join(parts))
+    for name in only:
+        print(f"{name:42s} only in {'old' if name in old else 'new'}")
+    print(f"{len(old.keys() & new.keys())} runs compared ({len(only)} in one store only), {differ} with different results")
     return 1 if differ else 0
 
 
