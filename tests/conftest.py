@@ -7,6 +7,10 @@ os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
 # Ray starts its workers at niceness 15; beside the other test workers they would wait for CPU time
 # the rest of the suite holds, and the Ray tests become the suite's long pole.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# The environment before any test module is imported: what a user's shell has. Some modules set
+# variables for themselves at import (test_ray.py: a private Ray token), which commands run as a
+# user would (the docs' blocks) must not inherit.
+USER_ENV = dict(os.environ)
 
 
 # Test modules that take minutes, longest first: they start first, so that with several workers

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import USER_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests (not resolved: keep the venv's own bin)
 SLURM_SHIMS = ROOT / "tests" / "docs" / "slurm_shims"
@@ -180,7 +182,7 @@ def make_workdir(tmp_path: Path) -> Path:
 
 
 def block_env(block: Block) -> dict[str, str]:
-    env = dict(os.environ)
+    env = dict(USER_ENV)  # not what other test modules set for themselves (a Ray token, a toy registry)
     path = [str(VENV_BIN)]
     if "slurm" in block.flags:
         path.insert(0, str(SLURM_SHIMS))

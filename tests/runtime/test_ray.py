@@ -155,9 +155,11 @@ def _wait_for(cond, timeout: float) -> None:
 
 
 def test_ctrl_c_stops_the_sweep_cleanly_and_a_rerun_resumes(cluster, tmp_path):
-    cmd = [sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0,1,2,3,4,5", "--set", "sleep=4",
+    cmd = [sys.executable, "-m", "iclab", "sweep", "test.toy", "--grid", "seed=0,1,2,3,4,5", "--set", "sleep=1.5",
            "--backend", "ray", "--address", cluster, "--runs-dir", str(tmp_path / "runs")]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal; the default SIGINT disposition, which a test worker's own process may ignore
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: len(finished_runs(tmp_path / "runs", "test.toy")) >= 1, 120)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
