@@ -15,7 +15,8 @@ The convention (written up in docs/index.md, "Docs conventions"):
   for the repository root (`bash scripts/reproduce.sh`, `.venv/bin/python bench/bench_amp.py`) work
   as written while everything they write (`runs/`, `my-model/`, ...) lands in the temporary
   directory. `$ICLAB_REPO` is the repository root, for the rare command that needs an absolute path.
-* Environment: PATH starts with the venv's bin, ICLAB_NO_PROGRESS=1, CI and the rest inherited.
+* Environment: PATH starts with the venv's bin, ICLAB_NO_PROGRESS=1, CI and the rest inherited from the
+  shell that started pytest (not what test modules set for themselves at import, such as a Ray token).
   Each block is its own process, in its own session: `cd` and `export` do not carry over to the
   next block, and whatever it leaves running in the background is killed when it ends.
 * Relative links between the pages must resolve.
