@@ -1,6 +1,6 @@
 """Executors: run a function over items, yielding results as they finish. The small `Executor`
 protocol that sweeps and the grammar line's training grids run through: a local process pool (the
-default), in-process serial, or Ray (`ray_backend`, imported only when asked for).
+default), in-process serial, or Ray (`_ray_backend`, imported only when asked for).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each grid point is an ordinary run keyed by its config hash, so a sweep is resumable for
 free: rerunning it skips every point whose run is finished. Backends plug in behind the
 small `Executor` protocol (`executors`): a local process pool, in-process serial, or Ray
-(`ray_backend`) for a cluster. Every backend writes into the same run store, so a sweep can start on one
+(`_ray_backend`) for a cluster. Every backend writes into the same run store, so a sweep can start on one
 and finish on another.
 """
 

@@ -1,7 +1,7 @@
 """Function vectors (Todd et al. 2024) on the task-vector line's tasks, episodes and scoring.
 
 Per task: mean head activations over clean ICL prompts and the indirect effect of every head on
-corrupted (shuffled-label) prompts (`heads.py`), both from the dev half of the task's queries; the
+corrupted (shuffled-label) prompts (`_heads.py`), both from the dev half of the task's queries; the
 function vector sums the top heads' mean outputs and is *added* at one layer, chosen on dev, of
 prompts the model never saw demonstrations in: the bare query (zero-shot), a shuffled-label prompt,
 and natural-text sentences. Test conditions are scored on the same test episodes as Hendel et al.'s
