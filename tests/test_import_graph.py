@@ -88,3 +88,16 @@ def test_the_runtime_and_the_cli_import_light():
             "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_registry_loads_without_the_heavy_optional_libraries():
+    """Every `iclab` command, sweep worker and Ray worker loads the registry (every experiment module):
+    scikit-learn, scipy.stats, transformers and pyplot (about 2 s of a 5 s start-up) load where they are used."""
+    import subprocess
+    import sys
+
+    heavy = ("sklearn", "scipy.stats", "transformers", "matplotlib.pyplot")
+    code = ("import sys; from iclab.runtime import load_experiments; load_experiments(); "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -19,8 +19,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from iclab.runtime import IclabError
@@ -143,6 +141,9 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, li
 def _fit(x_tr: np.ndarray, y_tr: np.ndarray, C: float, max_iter: int):
     """A multinomial logistic probe, as its predict function (training classes only, so test labels
     unseen in training are errors)."""
+    from sklearn.exceptions import ConvergenceWarning  # here: scikit-learn takes a second to import
+    from sklearn.linear_model import LogisticRegression
+
     classes = np.unique(y_tr)
     if len(classes) == 1:  # sklearn refuses a single class; the only sensible probe predicts it
         return lambda x: np.full(len(x), classes[0])

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from transformers.utils import logging as hf_logging
 
 from iclab.runtime import Estimate, Results, RunContext, experiment
 from iclab.runtime import subplots
@@ -73,6 +72,8 @@ def compute(cfg: PretrainConfig, ctx: RunContext) -> None:
         prim = world.tasks()["prim"]
         inputs = prompt_inputs(world, prim, EVAL_ITEMS, cfg.eval_prompts, cfg.seed, stream="train-eval")
         correct = np.stack([model_curve(model, world, t, inputs[t.name]).correct for t in prim])  # (K, P, 17)
+    from transformers.utils import logging as hf_logging  # here: `iclab list` need not import transformers
+
     hf_logging.disable_progress_bar()
     model.cpu().save_pretrained(ctx.out_dir / "model")
     (ctx.out_dir / "model" / "world.json").write_text(cfg.world.model_dump_json(indent=1))

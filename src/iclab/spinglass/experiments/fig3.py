@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.colors import LogNorm
 from pydantic import Field
 
 from iclab.spinglass._analysis import icl_error_floor, population_optimum
@@ -17,7 +15,7 @@ from iclab.spinglass._data import features, sample_prompts
 from iclab.spinglass._sampling import sufficient_stats
 from iclab.spinglass._hamiltonian import SpinGlass
 from iclab.runtime import Estimate, ExperimentConfig, Results, RunContext, experiment
-from iclab.runtime import subplots
+from iclab.runtime import pyplot, subplots
 from iclab.runtime import make_gen, make_rng
 from iclab.runtime import PositiveFloats, PositiveInts
 
@@ -229,7 +227,9 @@ def figures(cfg: Fig3Config, res: Results, ctx: RunContext) -> None:
     D, n, rel = cfg.D, (cfg.D + 1) ** 2, cfg.D * (cfg.D + 1)
     df, ts, a = res.table("metrics"), res.table("tsne"), res.arrays("landscape")
     base = df[df.beta.isna()].set_index("P")
-    fig = plt.figure(figsize=(4.2 * len(cfg.Ps), 3.6))
+    from matplotlib.colors import LogNorm
+
+    fig = pyplot().figure(figsize=(4.2 * len(cfg.Ps), 3.6))
     for j, P in enumerate(cfg.Ps):
         ax = fig.add_subplot(1, len(cfg.Ps), j + 1, projection="3d")
         X1, X2, Zs = a[f"tsne_X1_P{P}"], a[f"tsne_X2_P{P}"], a[f"tsne_Z_P{P}"]
