@@ -1,5 +1,11 @@
+import fcntl
 import importlib
 import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -13,31 +19,47 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 USER_ENV = dict(os.environ)
 
 
-# Test modules that take minutes, longest first: they start first, so that with several workers
-# (pytest-xdist, `-n auto` in pyproject.toml) no long module starts last. Order only; any order passes.
+# What takes minutes, roughly longest first (test modules, or single tests as node-id prefixes): it starts
+# first, so that with several workers (pytest-xdist, `-n auto` in pyproject.toml) nothing long starts
+# last. The docs page that runs `ray stop` goes first, before the Ray tests and the pages that start Ray
+# (which wait for it: `ray_on_this_machine`). Order only; any order passes.
+DOCS = "tests/test_docs_commands.py::test_doc_commands"
 LONG_FIRST = [
-    "tests/test_docs_commands.py",
+    f"{DOCS}[docs/howto/ray-cluster.md]",
     "tests/grammar/test_experiments.py",
+    f"{DOCS}[README.md]",
+    f"{DOCS}[docs/runtime.md]",
+    f"{DOCS}[docs/howto/own-task-file.md]",
+    f"{DOCS}[docs/taskvectors.md]",
+    f"{DOCS}[docs/howto/own-hf-model.md]",
+    "tests/runtime/test_ray.py",
     "tests/test_notebooks.py",
+    f"{DOCS}[docs/spinglass.md]",
+    f"{DOCS}[docs/grammar.md]",
+    f"{DOCS}[docs/howto/own-grammar.md]",
+    "tests/models/test_training.py",
+    "tests/taskvectors/test_smollm2.py",
+    "tests/runtime/test_cli.py",
     "tests/taskvectors/test_verdicts.py",
     "tests/spinglass/test_experiments_phases.py",
     "tests/spinglass/test_experiments_training.py",
     "tests/spinglass/test_experiments_structure.py",
+    "tests/runtime/test_results.py",
+    "tests/test_docs_commands.py",
 ]
-# Ray's `ray stop` in docs/howto/ray-cluster.md ends every Ray process on the machine, the test
-# cluster of tests/runtime/test_ray.py included: the two files run in one worker, one after the other.
-ONE_WORKER = {"tests/test_docs_commands.py", "tests/runtime/test_ray.py"}
-
-
-def _module(item) -> str:
-    return item.nodeid.split("::", 1)[0]
+# Modules whose tests are each their own unit of work under pytest-xdist (spread over the workers),
+# not one unit per module: the docs checks, one test per markdown file, each in its own directory.
+PER_TEST = {"tests/test_docs_commands.py"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Long modules first (a stable sort: each module's tests keep their order). Paper-scale runs are
+    """Long modules and tests first (a stable sort: the rest keep their order). Paper-scale runs are
     marked `slow`: plain `pytest` (and CI) skips them, `pytest -m slow` runs them."""
-    rank = {m: i for i, m in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(_module(item), len(rank)))
+
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+
+    items.sort(key=rank)
     if "slow" not in (config.getoption("-m") or ""):
         skip = pytest.mark.skip(reason="paper-scale run: skipped unless asked for (run with `pytest -m slow`)")
         for item in items:
@@ -76,6 +98,41 @@ def bundled_model(name: str):
         pytest.skip(f"the bundled model {name} is not installed ({err}); bash scripts/setup.sh installs it")
 
 
+_REDRAWN: set[str] = set()
+
+
+def saved_results(run: Path) -> dict[str, bytes]:
+    """Every file of a run that redraw must keep: all but the figures, summary, report and manifest."""
+    from iclab.runtime._store import DERIVED
+
+    return {f.relative_to(run).as_posix(): f.read_bytes() for f in sorted(run.rglob("*"))
+            if f.is_file() and f.relative_to(run).parts[0] not in DERIVED}
+
+
+def check_redraw(run: Path, once: bool = True) -> None:
+    """`iclab redraw` of a finished run keeps every saved result (tables, arrays, data, config) byte for
+    byte and rebuilds the same summary (claims, figures, notes): figures and verdicts read only what
+    compute saved. The end-to-end helpers call it on each experiment's first run in a test process
+    (`once`), so every experiment is checked at toy scale."""
+    import json
+
+    from iclab.runtime import is_complete, redraw
+
+    name = json.loads((run / "config.json").read_text())["experiment"]
+    if once and name in _REDRAWN:
+        return
+    _REDRAWN.add(name)
+
+    before, summary = saved_results(run), json.loads((run / "summary.json").read_text())
+    assert any(k.startswith("tables/") for k in before), "compute saved no table"
+    assert redraw(run) == run
+    assert saved_results(run) == before
+    assert json.loads((run / "summary.json").read_text()) == summary  # the same claims, figures and notes
+    for fig in summary["figures"]:
+        assert all((run / f).is_file() for f in fig["files"]), fig
+    assert is_complete(run, verify=True)
+
+
 def pytest_configure(config):
     """One torch thread per test process: the suite is many small tensor ops, for which a 2-thread
     pool only adds synchronisation (and stalls badly when another process holds a core)."""
@@ -85,14 +142,48 @@ def pytest_configure(config):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """With pytest-xdist: a module's tests run in one worker (its module fixtures are built once), long
-    modules first (the collection order above), and the ONE_WORKER modules together."""
+    """With pytest-xdist: a module's tests run in one worker (its module fixtures are built once), but each
+    PER_TEST test is a unit of its own; units go out in the collection order (long modules first), and a
+    worker gets its next unit only when it is about to run out, so that no long unit waits behind another
+    while a worker idles."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "+".join(sorted(ONE_WORKER)) if module in ONE_WORKER else module
+            return nodeid if module in PER_TEST else module
+
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+            elif self._pending_of(self.assigned_work[node]) <= 1:  # the one it holds is its last
+                self._assign_work_unit(node)
 
     config.option.loadscopereorder = False  # keep the collection order: long modules first
     return ModuleScheduling(config, log)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def ray_on_this_machine(use: str | None) -> Iterator[None]:
+    """Hold the machine's Ray for a test: "shared" by tests that start Ray instances of their own,
+    "alone" for one that runs `ray stop`, which ends every Ray process on the machine (the other
+    pytest workers' clusters included); None holds nothing. A file lock, so it spans the workers."""
+    if use is None:
+        yield
+        return
+    path = Path(tempfile.gettempdir()) / f"iclab-tests-ray-{os.getuid()}.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if use == "alone" else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -22,10 +22,12 @@ The convention (written up in docs/index.md, "Docs conventions"):
 * Relative links between the pages must resolve.
 
 `test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
-(marked slow) runs all of its blocks in order, slow ones included. In CI the files run
-ICLAB_DOCS_JOBS (default 2; 1 inside a pytest-xdist worker) at a time, slowest-last-time first;
-while they do (and in an xdist worker), each block gets one torch thread (ICLAB_LM_THREADS,
-ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless set), so they never fight over cores. ICLAB_DOCS_JOBS=1 runs them one by one.
+(marked slow) runs all of its blocks in order, slow ones included. Under pytest-xdist each file is
+its own unit of work, so the files spread over the workers (tests/conftest.py), and each block gets
+one torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
+set) so that it does not fight the other workers for cores. A page that starts Ray shares the
+machine's Ray with the Ray tests; one that runs `ray stop` (which ends every Ray process on the
+machine) holds it alone (`ray_on_this_machine` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import USER_ENV
+from tests.conftest import USER_ENV, ray_on_this_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests (not resolved: keep the venv's own bin)
@@ -53,12 +54,7 @@ KEYS = {"file"}
 NOT_LINKED = {"runs", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", "build", "dist"}
 TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", "1800"))  # seconds per block, CI
 SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", str(6 * 3600)))  # seconds per block tagged slow
-# files run at once (blocks of a file: in order); one in a pytest-xdist worker, whose siblings hold the other cores
-JOBS = max(1, int(os.environ.get("ICLAB_DOCS_JOBS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
-CACHE_KEY = "iclab/docs-seconds"  # per-file CI durations, to start the slowest files first next time
-DURATIONS: dict[str, float] = {}
-PARALLEL = False  # set when CI runs several files at once
-
+IN_XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # other workers hold the other cores
 
 def doc_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
@@ -190,7 +186,7 @@ def block_env(block: Block) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
     env["ICLAB_NO_PROGRESS"] = "1"
     env["ICLAB_REPO"] = str(ROOT)
-    if PARALLEL and "slow" not in block.flags:  # files run side by side: a core each, no oversubscription
+    if IN_XDIST and "slow" not in block.flags:  # beside the other workers: a core each, no oversubscription
         for var in ("ICLAB_LM_THREADS", "ICLAB_WORKER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -272,53 +268,31 @@ def run_doc(doc: Path, tmp_path: Path, slow: bool) -> list[str]:
             run_block(block, work, scripts, index, log)
     seconds = time.perf_counter() - start
     log.append(f"{DOC_IDS[DOCS.index(doc)]}: {seconds:.1f} s in all")
-    DURATIONS[DOC_IDS[DOCS.index(doc)]] = seconds
     return log
 
 
-@pytest.fixture(scope="session")
-def ci_runs(request, tmp_path_factory):
-    """Start the CI blocks of every selected file, JOBS files at a time (each file's blocks in order,
-    in its own directory); each `test_doc_commands[FILE]` then waits for its own file's outcome."""
-    docs = [item.callspec.params["doc"] for item in request.session.items
-            if getattr(item, "originalname", "") == "test_doc_commands"]
-    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
-    last = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    docs.sort(key=lambda d: -last.get(DOC_IDS[DOCS.index(d)], 0.0))  # the slowest last time starts first
-    global PARALLEL
-    PARALLEL = (JOBS > 1 and len(docs) > 1) or bool(os.environ.get("PYTEST_XDIST_WORKER"))  # others hold cores
-    pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="docs")
-    # A page that runs `ray start`/`ray stop` manages the machine's Ray processes: it runs alone, after the rest.
-    alone = [d for d in docs if "ray start" in d.read_text(encoding="utf-8")]
-    futures = {doc: pool.submit(run_doc, doc, tmp_path_factory.mktemp(doc.stem), False)
-               for doc in docs if doc not in alone}
-    shared = list(futures.values())
-
-    def after_the_rest(doc: Path) -> list[str]:
-        for fut in shared:
-            fut.exception()  # wait; each file reports its own failure
-        return run_doc(doc, tmp_path_factory.mktemp(doc.stem), False)
-
-    serial = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docs-alone")
-    futures.update({doc: serial.submit(after_the_rest, doc) for doc in alone})
-    yield futures
-    for ex in (pool, serial):
-        ex.shutdown(wait=False, cancel_futures=True)
-    if cache is not None:
-        cache.set(CACHE_KEY, {**last, **DURATIONS})
+def ray_use(doc: Path) -> str | None:
+    """How a page's commands use the machine's Ray: "alone" if they run `ray stop` (which ends every Ray
+    process on the machine), "shared" if they start Ray, None if they do not touch it."""
+    text = "\n".join(b.text for b in BLOCKS[doc] if b.runnable or b.file is not None)
+    if "ray stop" in text:
+        return "alone"
+    return "shared" if "--backend ray" in text or "ray start" in text else None
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=DOC_IDS)
-def test_doc_commands(doc: Path, ci_runs):
+def test_doc_commands(doc: Path, tmp_path: Path):
     """The file's blocks that are not tagged slow, in order (what CI runs)."""
-    print("\n".join(ci_runs[doc].result()))  # re-raises the file's failure (or skip) here
+    with ray_on_this_machine(ray_use(doc)):
+        print("\n".join(run_doc(doc, tmp_path, slow=False)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", SLOW_DOCS, ids=[p.relative_to(ROOT).as_posix() for p in SLOW_DOCS])
 def test_doc_commands_slow(doc: Path, tmp_path: Path):
     """All of the file's blocks in order, slow ones included (`pytest -m slow`)."""
-    print("\n".join(run_doc(doc, tmp_path, slow=True)))
+    with ray_on_this_machine(ray_use(doc)):
+        print("\n".join(run_doc(doc, tmp_path, slow=True)))
 
 
 def test_parser_reads_the_convention(tmp_path, monkeypatch):

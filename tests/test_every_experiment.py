@@ -1,7 +1,7 @@
 """Every registered experiment has a tiny end-to-end run in the fast tier (plain `pytest`).
 
 The map below names, per experiment, the test that runs it end to end at toy scale (compute,
-figures, verdicts). A new experiment fails `test_the_map_covers_every_experiment` until it has
+figures, verdicts, and a redraw from the saved results: `check_redraw` in tests/conftest.py). A new experiment fails `test_the_map_covers_every_experiment` until it has
 one; a renamed, deleted or `slow`-marked test fails `test_each_named_test_is_in_the_fast_tier`.
 """
 

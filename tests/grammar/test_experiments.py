@@ -11,6 +11,7 @@ import pytest
 
 from iclab.grammar import World, WorldConfig
 from iclab.runtime import execute, get_experiment
+from tests.conftest import check_redraw
 
 TINY = dict(data_tokens=120_000, compile=False, warmup_steps=5)
 ONE_SEED = dict(train_seeds=[0], backend="serial")
@@ -20,6 +21,7 @@ def run(name: str, runs: Path, **overrides):
     exp = get_experiment(name)
     res = execute(exp, exp.make_config("quick", overrides), runs, quiet=True)
     assert res.status == "done", res.error
+    check_redraw(Path(res.path))  # the experiment's first run here: redraw rebuilds it from what compute saved
     return Path(res.path)
 
 

@@ -18,15 +18,19 @@ def iclab(*args, tmp_path):
 
 @pytest.fixture
 def in_process(tmp_path, capsys, monkeypatch):
-    """`iclab ARGS` through the console script's `main` in this process, in tmp_path: a CompletedProcess-like
-    result. For the real experiments' one-line errors, which would otherwise pay a Python start-up and the
-    registry's imports per call (the subprocess tests here show the script itself)."""
+    """`iclab ARGS` through the console script's `main` in this process, in tmp_path, with the toy experiment
+    registered: a CompletedProcess-like result. Most tests here use it, which spares each call a Python
+    start-up and the registry's imports (seconds); the `iclab` subprocess tests show the script itself:
+    its exit status reaching the shell, completion, signals, the reproduce lanes."""
+    import importlib
     from types import SimpleNamespace
 
     from iclab.cli import main
 
+    importlib.import_module("tests.runtime.toy")  # registers test.toy, if the registry is loaded already
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("ICLAB_EXPERIMENTS", "tests.runtime.toy")  # for a registry loaded later, and workers
 
     def run(*args):
         monkeypatch.setattr(sys, "argv", ["iclab", *args])
@@ -64,38 +68,38 @@ def test_help_on_every_command(tmp_path, capsys, monkeypatch):
         assert "Usage" in capsys.readouterr().out, cmd
 
 
-def test_unknown_experiment(tmp_path):
-    assert_one_line_error(iclab("run", "spinglass.nope", tmp_path=tmp_path), "unknown experiment", "iclab list")
+def test_unknown_experiment(in_process):
+    assert_one_line_error(in_process("run", "spinglass.nope"), "unknown experiment", "iclab list")
 
 
-def test_bad_value_names_the_field(tmp_path):
-    assert_one_line_error(iclab("run", "test.toy", "--set", "n=-3", tmp_path=tmp_path), "field 'n'")
-    assert_one_line_error(iclab("run", "test.toy", "--set", "bogus=1", tmp_path=tmp_path), "'bogus'", "unknown field")
+def test_bad_value_names_the_field(tmp_path, in_process):
+    assert_one_line_error(in_process("run", "test.toy", "--set", "n=-3"), "field 'n'")
+    assert_one_line_error(in_process("run", "test.toy", "--set", "bogus=1"), "'bogus'", "unknown field")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("DONE"))
 
 
-def test_yaml_config_file(tmp_path):
+def test_yaml_config_file(tmp_path, in_process):
     (tmp_path / "c.yaml").write_text("n: 4\nscale: 2.5\n")
-    proc = iclab("run", "test.toy", "--config", "c.yaml", "-q", tmp_path=tmp_path)
+    proc = in_process("run", "test.toy", "--config", "c.yaml", "-q")
     assert proc.returncode == 0, proc.stderr
-    assert_one_line_error(iclab("run", "test.toy", "--config", "missing.yaml", tmp_path=tmp_path), "does not exist")
+    assert_one_line_error(in_process("run", "test.toy", "--config", "missing.yaml"), "does not exist")
     (tmp_path / "bad.yaml").write_text("n: [1,\n")
-    assert_one_line_error(iclab("run", "test.toy", "--config", "bad.yaml", tmp_path=tmp_path), "not valid YAML")
+    assert_one_line_error(in_process("run", "test.toy", "--config", "bad.yaml"), "not valid YAML")
 
 
-def test_unwritable_runs_dir(tmp_path):
+def test_unwritable_runs_dir(tmp_path, in_process):
     (tmp_path / "afile").write_text("")
-    assert_one_line_error(iclab("run", "test.toy", "--runs-dir", "afile/runs", tmp_path=tmp_path), "not writable")
+    assert_one_line_error(in_process("run", "test.toy", "--runs-dir", "afile/runs"), "not writable")
 
 
-def test_run_then_skip_then_sweep(tmp_path):
-    first = iclab("run", "test.toy", "-q", tmp_path=tmp_path)
+def test_run_then_skip_then_sweep(tmp_path, in_process):
+    first = in_process("run", "test.toy", "-q")
     assert first.returncode == 0 and "done" in first.stdout
-    again = iclab("run", "test.toy", "-q", tmp_path=tmp_path)
+    again = in_process("run", "test.toy", "-q")
     assert "skipped" in again.stdout
-    sw = iclab("sweep", "test.toy", "--grid", "seed=0,1", "--backend", "serial", tmp_path=tmp_path)
+    sw = in_process("sweep", "test.toy", "--grid", "seed=0,1", "--backend", "serial")
     assert sw.returncode == 0 and "2 points: 2 finished" in sw.stdout
-    assert_one_line_error(iclab("sweep", "test.toy", "--grid", "seed=0", "--backend", "slurmx", tmp_path=tmp_path),
+    assert_one_line_error(in_process("sweep", "test.toy", "--grid", "seed=0", "--backend", "slurmx"),
                           "unknown sweep backend")
 
 
@@ -108,16 +112,16 @@ def test_bad_input_on_a_real_experiment(tmp_path, in_process):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
-def test_config_fields_as_options(tmp_path):
+def test_config_fields_as_options(tmp_path, in_process):
     import json
 
-    proc = iclab("run", "test.toy", "-q", "--n", "4", "--scale=2.5", tmp_path=tmp_path)
+    proc = in_process("run", "test.toy", "-q", "--n", "4", "--scale=2.5")
     assert proc.returncode == 0, proc.stderr
     (config,) = (tmp_path / "runs" / "test.toy").glob("*/config.json")
     values = json.loads(config.read_text())["config"]
     assert values["n"] == 4 and values["scale"] == 2.5
-    assert_one_line_error(iclab("run", "test.toy", "--n", tmp_path=tmp_path), "--n needs a value")
-    assert_one_line_error(iclab("run", "test.toy", "stray", tmp_path=tmp_path), "unexpected argument 'stray'")
+    assert_one_line_error(in_process("run", "test.toy", "--n"), "--n needs a value")
+    assert_one_line_error(in_process("run", "test.toy", "stray"), "unexpected argument 'stray'")
 
 
 def test_task_vector_bad_input_fails_before_loading_anything(tmp_path, in_process):
@@ -134,10 +138,10 @@ def test_task_vector_bad_input_fails_before_loading_anything(tmp_path, in_proces
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
-def test_tasks_and_models_listings(tmp_path):
-    tasks = iclab("tasks", tmp_path=tmp_path)
+def test_tasks_and_models_listings(in_process):
+    tasks = in_process("tasks")
     assert tasks.returncode == 0 and "algorithmic_list_last" in tasks.stdout and "substitute" in tasks.stdout
-    models = iclab("models", tmp_path=tmp_path)
+    models = in_process("models")
     assert models.returncode == 0 and "smollm2-135m" in models.stdout and "gemma3-270m" in models.stdout
 
 

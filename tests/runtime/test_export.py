@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from iclab.runtime._experiment import Experiment
 from iclab.runtime._export import tracker_name, wandb_id
 from tests.runtime import test_cli
 from tests.runtime.test_cli import assert_one_line_error, iclab
-from tests.conftest import optional
+from tests.conftest import free_port, optional
 from tests.runtime.toy import run as toy
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by the `iclab` subprocesses
@@ -91,12 +90,6 @@ def runs(tmp_path_factory) -> Path:
     assert [r.status for r in res] == ["done"] * 2
     assert execute(ODD, OddConfig(), runs, quiet=True).status == "done"
     return runs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ CLUSTER_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)
                "PYTHONPATH": str(ROOT), "ICLAB_EXPERIMENTS": "tests.runtime.toy"}  # env the workers inherit
 os.environ.update(CLUSTER_ENV)
 
-from tests.conftest import optional  # noqa: E402
+from tests.conftest import free_port, optional, ray_on_this_machine  # noqa: E402
 
 optional("ray", extra="ray")
 
@@ -35,12 +34,6 @@ from iclab.runtime._executors import LocalExecutor  # noqa: E402
 from iclab.runtime._sweep import sweep  # noqa: E402
 
 RAY = Path(sys.executable).with_name("ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kill_processes_mentioning(text: str) -> None:
@@ -54,18 +47,21 @@ def _kill_processes_mentioning(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A 2-CPU Ray cluster on this machine, reached over loopback, with a private token and temp dir."""
-    temp = tempfile.mkdtemp(prefix="iclab-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    port = _free_port()
-    proc = subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-                           "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000",
-                           f"--temp-dir={temp}"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        _kill_processes_mentioning(temp)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A 2-CPU Ray cluster on this machine, reached over loopback, with a private token and temp dir
+    (while it runs, no docs page may `ray stop` the machine's Ray)."""
+    with ray_on_this_machine("shared"):
+        temp = tempfile.mkdtemp(prefix="iclab-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        port = free_port()
+        proc = subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+                               "--include-dashboard=false", "--disable-usage-stats",
+                               "--object-store-memory=200000000", f"--temp-dir={temp}"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            _kill_processes_mentioning(temp)
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_grid_matches_local_backend_exactly(cluster, tmp_path):

@@ -1,9 +1,12 @@
 """`iclab redraw` rebuilds a run's figures, claims and report from what its compute step saved.
 
-For the quick preset of every registered experiment: a fresh run, then a redraw, must leave every
-saved result (tables, arrays, data, config) byte for byte as it was and rebuild the same summary
-(claims, figures, notes), so nothing in figures or verdicts recomputes or depends on the fresh
-run's memory. Redraw refuses what is not a finished run, and runs of an older format, in one line.
+A fresh run, then a redraw, must leave every saved result (tables, arrays, data, config) byte for
+byte as it was and rebuild the same summary (claims, figures, notes), so nothing in figures or
+verdicts recomputes or depends on the fresh run's memory (`check_redraw` in tests/conftest.py).
+The fast tier checks every experiment at toy scale: the end-to-end helpers of each research line
+call it on each experiment's first run (tests/test_every_experiment.py lists those tests); the
+slow tier checks the quick preset of every experiment here. Redraw refuses what is not a finished
+run, and runs of an older format, in one line.
 """
 
 import json
@@ -14,46 +17,21 @@ from pathlib import Path
 import pytest
 
 from iclab.runtime import IclabError, execute, get_experiment, load_experiments, redraw
-from iclab.runtime._store import DERIVED, is_complete, write_manifest
+from iclab.runtime._store import is_complete, write_manifest
+from tests.conftest import check_redraw, saved_results as saved
 from tests.runtime.test_cli import assert_one_line_error, iclab
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by spawned workers
 
-# Quick presets too slow for CI (over ~20 s on 2 idle cores) run under `pytest -m slow`. CPU seconds of the
-# fresh run, measured 2026-12-05 on a busy 2-core machine (CPU time stands in for idle wall time):
-# figS1 21, figS4 23, figS8 175; taskvectors (a real LM): conflict 76, main 217, templates 247, tsne 210,
-# vocab 219; every grammar experiment trains transformers from scratch (grammar.train alone: 1847).
-# In CI: fig3 14, fig4b 9, fig4a 7, figS2 6, pool 5, figS5 4.5, figS6 4.5, figS7 4, fig1 4, fig2 3, figS3 2.
-SLOW = {"spinglass.figS1", "spinglass.figS4", "spinglass.figS8"}
-SLOW_LINES = ("taskvectors.", "grammar.")
 
-
-def registered() -> list:
-    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW or name.startswith(SLOW_LINES) else name
-            for name in load_experiments()]
-
-
-def saved(run: Path) -> dict[str, bytes]:
-    """Every file of a run that redraw must keep: all but the figures, summary, report and manifest."""
-    return {f.relative_to(run).as_posix(): f.read_bytes() for f in sorted(run.rglob("*"))
-            if f.is_file() and f.relative_to(run).parts[0] not in DERIVED}
-
-
-@pytest.mark.parametrize("name", registered())
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(load_experiments()))
 def test_redraw_keeps_the_results_and_rebuilds_the_claims(name, tmp_path):
+    """The quick preset of every registered experiment (minutes to half an hour each: slow tier)."""
     exp = get_experiment(name)
     res = execute(exp, exp.make_config("quick"), tmp_path, preset="quick", quiet=True)
     assert res.status == "done", res.error
-    run = Path(res.path)
-    before, summary = saved(run), json.loads((run / "summary.json").read_text())
-    assert any(k.startswith("tables/") for k in before), "compute saved no table"
-
-    assert redraw(run) == run
-    assert saved(run) == before
-    assert json.loads((run / "summary.json").read_text()) == summary  # the same claims, figures and notes
-    for fig in summary["figures"]:
-        assert all((run / f).is_file() for f in fig["files"]), fig
-    assert is_complete(run, verify=True)
+    check_redraw(Path(res.path), once=False)
 
 
 def toy_run(runs: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The one way the spin-glass tests run an experiment end to end and check what every run must write."""
+"""The one way the spin-glass tests run an experiment end to end and check what every run must write
+(and, on an experiment's first run in the process, that `iclab redraw` rebuilds it from its saved results)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from iclab.runtime import execute, get_experiment
+from tests.conftest import check_redraw
 
 
 class Run(NamedTuple):
@@ -27,4 +29,5 @@ def run(name: str, tmp_path: Path, preset: str = "quick", **overrides) -> Run:
         assert (path / f).is_file(), f
     assert summary["figures"] and summary["claims"]
     assert summary["notes"], "every experiment documents its choices"
+    check_redraw(path)
     return Run(path, pd.read_csv(path / "tables" / "metrics.csv"), {c["name"]: c for c in summary["claims"]})
