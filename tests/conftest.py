@@ -165,11 +165,56 @@ def pytest_xdist_make_scheduler(config, log):
     return ModuleScheduling(config, log)
 
 
+@pytest.fixture
+def in_process(tmp_path, capsys, monkeypatch):
+    """`iclab ARGS` through the console script's `main` in this process, in tmp_path, with the toy experiment
+    registered: a CompletedProcess-like result. It spares each call a Python start-up and the registry's
+    imports (seconds); tests that run the `iclab` script in a subprocess show the script itself: its exit
+    status reaching the shell, completion, signals, the reproduce lanes, tables as wide as COLUMNS."""
+    import sys
+    from types import SimpleNamespace
+
+    from iclab.cli import main
+
+    importlib.import_module("tests.runtime.toy")  # registers test.toy, if the registry is loaded already
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("ICLAB_EXPERIMENTS", "tests.runtime.toy")  # for a registry loaded later, and workers
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["iclab", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as done:
+            code = done.code or 0
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
+
+
 def free_port() -> int:
     """A free TCP port on the loopback address (for a server a test starts)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def processes() -> list[tuple[int, int, str, str]]:
+    """(pid, parent pid, state letter R/S/Z/..., command line) of every process, read from /proc (Linux):
+    for tests that check which processes a command leaves behind, or end them."""
+    table = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_text(errors="ignore").replace("\0", " ")
+        except OSError:  # gone meanwhile
+            continue
+        table.append((int(proc.name), int(fields[1]), fields[0], cmdline))
+    return table
 
 
 @contextmanager

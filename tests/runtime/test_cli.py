@@ -1,11 +1,14 @@
 """The command line, as a user runs it: one-line errors, runs, sweeps."""
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import processes
 
 ROOT = Path(__file__).parents[2]
 
@@ -14,35 +17,6 @@ def iclab(*args, tmp_path):
     env = {**os.environ, "ICLAB_EXPERIMENTS": "tests.runtime.toy", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "iclab", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def in_process(tmp_path, capsys, monkeypatch):
-    """`iclab ARGS` through the console script's `main` in this process, in tmp_path, with the toy experiment
-    registered: a CompletedProcess-like result. Most tests here use it, which spares each call a Python
-    start-up and the registry's imports (seconds); the `iclab` subprocess tests show the script itself:
-    its exit status reaching the shell, completion, signals, the reproduce lanes."""
-    import importlib
-    from types import SimpleNamespace
-
-    from iclab.cli import main
-
-    importlib.import_module("tests.runtime.toy")  # registers test.toy, if the registry is loaded already
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("ICLAB_EXPERIMENTS", "tests.runtime.toy")  # for a registry loaded later, and workers
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["iclab", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as done:
-            code = done.code or 0
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
 
 
 def assert_one_line_error(proc, *fragments):
@@ -138,10 +112,11 @@ def test_task_vector_bad_input_fails_before_loading_anything(tmp_path, in_proces
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
 
 
-def test_tasks_and_models_listings(in_process):
-    tasks = in_process("tasks")
+def test_tasks_and_models_listings(tmp_path):
+    """Through the script: its tables are as wide as COLUMNS says (the in-process console was sized at import)."""
+    tasks = iclab("tasks", tmp_path=tmp_path)
     assert tasks.returncode == 0 and "algorithmic_list_last" in tasks.stdout and "substitute" in tasks.stdout
-    models = in_process("models")
+    models = iclab("models", tmp_path=tmp_path)
     assert models.returncode == 0 and "smollm2-135m" in models.stdout and "gemma3-270m" in models.stdout
 
 
@@ -201,7 +176,7 @@ def test_shell_completion_of_commands_experiments_and_models(tmp_path):
     def offered(words, cword):
         env = {"_ICLAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
         proc = subprocess.run([sys.executable, "-m", "iclab"], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, **env})
+                              timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.split()
 
@@ -210,25 +185,14 @@ def test_shell_completion_of_commands_experiments_and_models(tmp_path):
     assert offered("iclab doctor smol", 2) == ["smollm2-135m"]
 
 
-def _state(pid: int) -> str | None:
-    """A process's state letter from /proc (R, S, Z, ...), None when it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+def _alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (zombies count as ended)."""
+    return {pid for pid, _, state, _ in processes() if pid in pids and state != "Z"}
 
 
 def _children(pid: int) -> set[int]:
     """Live processes whose parent is `pid` (zombies excluded)."""
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.add(int(stat.parent.name))
-    return out
+    return {child for child, parent, state, _ in processes() if parent == pid and state != "Z"}
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
@@ -252,14 +216,14 @@ def test_kill_ends_the_sweeps_workers_too(tmp_path):
         _, err = proc.communicate(timeout=60)  # orphaned workers would hold its pipes open: a timeout
     finally:
         proc.kill()
-        for pid in _children(proc.pid) | locals().get("workers", set()):
-            if _state(pid) not in (None, "Z"):
+        for pid in _alive(_children(proc.pid) | locals().get("workers", set())):
+            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
                 os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "interrupted; rerun the same command to resume" in err
     deadline = time.monotonic() + 30
-    while any(_state(w) not in (None, "Z") for w in workers) and time.monotonic() < deadline:
+    while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.5)
-    alive = [w for w in workers if _state(w) not in (None, "Z")]
+    alive = sorted(_alive(workers))
     assert not alive, f"workers still running after the sweep was killed: {alive}"
     assert not list((tmp_path / "runs").glob("test.toy/*/DONE"))  # no run finished, none pretends to

@@ -21,14 +21,12 @@ from iclab.runtime import (Estimate, ExperimentConfig, IclabError, SerialExecuto
                            export_wandb, finished_runs, sweep)
 from iclab.runtime._experiment import Experiment
 from iclab.runtime._export import tracker_name, wandb_id
-from tests.runtime import test_cli
 from tests.runtime.test_cli import assert_one_line_error, iclab
 from tests.conftest import free_port, optional
 from tests.runtime.toy import run as toy
 
 os.environ["ICLAB_EXPERIMENTS"] = "tests.runtime.toy"  # also seen by the `iclab` subprocesses
 VENV_BIN = Path(sys.executable).parent
-in_process = test_cli.in_process  # the fixture: `iclab ARGS` through the console script's main, in this process
 ODD_CLAIM = "KL(p ‖ q) at n ≥ 1: a − b"  # characters no tracker accepts in a name
 
 

@@ -24,7 +24,7 @@ CLUSTER_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)
                "PYTHONPATH": str(ROOT), "ICLAB_EXPERIMENTS": "tests.runtime.toy"}  # env the workers inherit
 os.environ.update(CLUSTER_ENV)
 
-from tests.conftest import free_port, optional, ray_on_this_machine  # noqa: E402
+from tests.conftest import free_port, optional, processes, ray_on_this_machine  # noqa: E402
 
 optional("ray", extra="ray")
 
@@ -37,12 +37,12 @@ RAY = Path(sys.executable).with_name("ray")
 
 
 def _kill_processes_mentioning(text: str) -> None:
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and text in (proc / "cmdline").read_text(errors="ignore"):
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
+    for pid, _, _, cmdline in processes():
+        if text in cmdline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +190,9 @@ def test_cli_sweep_on_ray_prints_summary_and_results_land_in_store(cluster, tmp_
     (["--backend", "local", "--address", "auto"], "--address is for the ray backend"),
     (["--max-retries", "-1"], "--max-retries must be 0 or more"),
 ])
-def test_cli_bad_ray_options_give_one_line_errors(tmp_path, args, message):
+def test_cli_bad_ray_options_give_one_line_errors(tmp_path, in_process, args, message):
     """(No cluster needed: each fails before Ray starts.)"""
-    proc = ray_sweep(tmp_path, "--grid", "seed=0", *args, timeout=120)
+    proc = in_process("sweep", "test.toy", "--backend", "ray", "--grid", "seed=0", *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs" / "test.toy").exists() or not any((tmp_path / "runs" / "test.toy").iterdir())
