@@ -141,6 +141,14 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject.toml): one worker per core, plus one. Part of the suite waits rather than
+    computes (servers and Ray clusters starting, runs that sleep to be interrupted, a page waiting for
+    the machine's Ray), and the extra worker fills those gaps (measured on 2 cores: docs/benchmarks.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores + 1
+
+
 def pytest_xdist_make_scheduler(config, log):
     """With pytest-xdist: a module's tests run in one worker (its module fixtures are built once), but each
     PER_TEST test is a unit of its own; units go out in the collection order (long modules first), and a

@@ -274,7 +274,8 @@ def run_doc(doc: Path, tmp_path: Path, slow: bool) -> list[str]:
 def ray_use(doc: Path) -> str | None:
     """How a page's commands use the machine's Ray: "alone" if they run `ray stop` (which ends every Ray
     process on the machine), "shared" if they start Ray, None if they do not touch it."""
-    text = "\n".join(b.text for b in BLOCKS[doc] if b.runnable or b.file is not None)
+    lines = [line for b in BLOCKS[doc] if b.runnable or b.file is not None for line in b.text.splitlines()]
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))  # not commented-out commands
     if "ray stop" in text:
         return "alone"
     return "shared" if "--backend ray" in text or "ray start" in text else None
