@@ -21,8 +21,8 @@ USER_ENV = dict(os.environ)
 
 # What takes minutes, roughly longest first (test modules, or single tests as node-id prefixes): it starts
 # first, so that with several workers (pytest-xdist, `-n auto` in pyproject.toml) nothing long starts
-# last. The docs page that runs `ray stop` goes first, before the Ray tests and the pages that start Ray
-# (which wait for it: `ray_on_this_machine`). Order only; any order passes.
+# last. The docs page that runs `ray stop` goes first, before the Ray tests (which would wait for it:
+# `ray_on_this_machine`). Order only; any order passes.
 DOCS = "tests/test_docs_commands.py::test_doc_commands"
 LONG_FIRST = [
     f"{DOCS}[docs/howto/ray-cluster.md]",

@@ -56,6 +56,7 @@ TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", "1800"))  # seconds per blo
 SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", str(6 * 3600)))  # seconds per block tagged slow
 IN_XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # other workers hold the other cores
 
+
 def doc_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 

@@ -132,6 +132,12 @@ def test_taskvectors_notebook(tmp_path, monkeypatch):
     assert baseline <= 0.2, "zero-shot SmolLM2 gets these tasks (nearly) all wrong"
     assert icl >= 0.7, "five demonstrations make it right"
     assert task_vector >= 0.5 and task_vector > baseline + 0.4, "θ(S) alone recovers most of ICL"
+    # each task on its own (16 dev, 16 test, 16 baseline episodes on the real model): the integration checks
+    # of the method on SmolLM2, which tests/taskvectors/test_smollm2.py leaves to this notebook
+    for name in ("algorithmic_to_upper", "linguistic_present_simple_past_simple"):
+        best_layer, base, icl, tv = numbers(rf"\n *{name} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}\n", stdout(nb))
+        assert icl >= 0.7 and tv >= base + 0.4, (name, base, icl, tv)
+        assert 5 <= best_layer <= 28, (name, best_layer)  # a middle-to-late layer, not the embedding end
 
 
 def test_grammar_notebook(tmp_path, monkeypatch):

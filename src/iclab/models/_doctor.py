@@ -141,32 +141,32 @@ def check_head_sum(lm: LoadedModel) -> tuple[bool, str]:
     amap = architecture_map(lm.model)
     if amap.attn_out is None or not amap.n_heads:
         return False, "no attention output projection or head count found"
-    got: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (projection output, sum over heads)
+    outs: dict[int, torch.Tensor] = {}  # block -> its projection's output
+    sums: dict[int, torch.Tensor] = {}  # block -> the heads' outputs alone through it, summed (bias once)
 
     def hook_for(layer: int):
         def hook(module, args, out):
-            if layer in got:  # the calls below re-enter this hook
+            if layer in outs:  # the calls below re-enter this hook
                 return
-            got[layer] = (out.detach().float().cpu(), torch.zeros(()))
+            outs[layer] = out.detach().float().cpu()
             x = args[0].unflatten(-1, (amap.n_heads, -1))  # (B, T, H, d)
             # Each head alone through the module itself (an offloaded projection loads its weights only
             # when called), minus the bias every call adds: their sum must be the projection's output.
             bias = module(torch.zeros_like(args[0])).detach().float().cpu()
-            total = sum(module((x * (torch.arange(amap.n_heads, device=x.device) == h)[:, None]).flatten(-2))
-                        .detach().float().cpu() - bias for h in range(amap.n_heads))
-            got[layer] = (got[layer][0], total + bias)
+            sums[layer] = bias + sum(module((x * (torch.arange(amap.n_heads, device=x.device) == h)[:, None])
+                                            .flatten(-2)).detach().float().cpu() - bias for h in range(amap.n_heads))
         return hook
 
-    # one forward pass, every block's projection hooked (not a pass per block)
+    # one forward pass with every block's projection hooked, not a pass per block (bench/bench_doctor.py)
     handles = [attention_out(lm.model, layer).register_forward_hook(hook_for(layer)) for layer in range(amap.n_layers)]
     try:
         forward_last(lm.model, _batch(lm, PROMPTS))
     finally:
         for handle in handles:
             handle.remove()
-    if len(got) != amap.n_layers:
-        return False, f"the attention output projection ran in {len(got)} of {amap.n_layers} blocks"
-    worst = max(_rel(total, y) for y, total in got.values())
+    if len(sums) != amap.n_layers:
+        return False, f"the attention output projection ran in {len(sums)} of {amap.n_layers} blocks"
+    worst = max(_rel(sums[layer], outs[layer]) for layer in sums)
     return worst <= TOLERANCE[_dtype(lm)], f"{amap.n_heads} heads per block; relative difference {worst:.1e}"
 
 
