@@ -298,16 +298,23 @@ class RunContext:
 
     # -- outputs ---------------------------------------------------------------------------
     def figure(self, fig: Any, name: str, caption: str) -> None:
-        """Save a matplotlib figure as PNG and SVG, record its caption, and close it."""
+        """Save a matplotlib figure as PNG and SVG, record its caption, and close it.
+
+        The figure is laid out and its tight bounding box found once, for both files: `savefig(...,
+        bbox_inches="tight")` would run the (constrained) layout again for each, which costs more than
+        drawing the figure (a quarter of the time of a six-panel figure's two files)."""
         import matplotlib.pyplot as plt
 
         self._only_in("figures", "figures")
 
+        fig.draw_without_rendering()  # the layout engine places every artist, once
+        bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])  # what "tight" would crop to
+        fig.set_layout_engine(None)  # laid out already: the saves below must not redo it
         files = []
         for ext in ("png", "svg"):
             path = self.out_dir / "figures" / f"{name}.{ext}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=120, bbox_inches="tight", **({"metadata": {"Date": None}} if ext == "svg" else {}))
+            fig.savefig(path, dpi=120, bbox_inches=bbox, **({"metadata": {"Date": None}} if ext == "svg" else {}))
             files.append(str(path.relative_to(self.out_dir)))
         plt.close(fig)
         self.figures.append(FigureRecord(name, caption, files))
