@@ -11,12 +11,13 @@ draws both files. The figure: six panels of four lines with legends, one image w
 from __future__ import annotations
 
 import argparse
-import io
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from iclab.runtime import pyplot, subplots
+from iclab.runtime import pyplot, save_figure, subplots
 
 
 def make():
@@ -32,27 +33,16 @@ def make():
     return fig
 
 
-def per_file(fig) -> list[bytes]:
+def per_file(fig, stem: Path) -> Path:
     """The plain way: each savefig lays the figure out and crops it itself."""
-    out = []
     for ext in ("png", "svg"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight")
-        out.append(buf.getvalue())
-    return out
+        fig.savefig(f"{stem}.{ext}", dpi=120, bbox_inches="tight")
+    return Path(f"{stem}.png")
 
 
-def once(fig) -> list[bytes]:
-    """What `RunContext.figure` does: one layout, one tight box, two draws."""
-    fig.draw_without_rendering()
-    bbox = fig.get_tightbbox().padded(pyplot().rcParams["savefig.pad_inches"])
-    fig.set_layout_engine(None)
-    out = []
-    for ext in ("png", "svg"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=120, bbox_inches=bbox)
-        out.append(buf.getvalue())
-    return out
+def once(fig, stem: Path) -> Path:
+    """What `RunContext.figure` does (`iclab.runtime.save_figure`): one layout, one tight box, two draws."""
+    return save_figure(fig, stem)[0]
 
 
 def main() -> None:
@@ -62,11 +52,12 @@ def main() -> None:
     plt = pyplot()
     times: dict[str, list[float]] = {"per file": [], "once": []}
     sizes: dict[str, tuple[int, int]] = {}
+    out = Path(tempfile.mkdtemp(prefix="iclab-bench-figures-"))
     for _ in range(args.repeats):  # interleaved, so both see the same machine
         for way, fn in (("per file", per_file), ("once", once)):
             fig = make()
             t = time.perf_counter()
-            png, _ = fn(fig)
+            png = fn(fig, out / way.replace(" ", "_")).read_bytes()
             times[way].append(time.perf_counter() - t)
             plt.close(fig)
             sizes[way] = (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big"))  # PNG width, height

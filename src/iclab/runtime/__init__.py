@@ -15,7 +15,7 @@ from ._executors import Executor, LocalExecutor, SerialExecutor, make_executor
 from ._experiment import (Experiment, ResearchLine, Results, RunContext, experiment, get_experiment, load_experiments,
                           load_lines, register_line)
 from ._export import export_mlflow, export_wandb
-from ._plots import heatmap, pyplot, subplots
+from ._plots import heatmap, pyplot, save_figure, subplots
 from ._reproduce import reproduce
 from ._results import claims, results
 from ._seeding import make_gen, make_rng, seed_sequence
@@ -32,5 +32,5 @@ __all__ = [
     "claims", "compute_threads", "count_verdicts", "execute", "experiment", "export_mlflow", "export_wandb",
     "finished_runs", "get_experiment", "heatmap", "is_complete", "judge", "lm_threads", "load_experiments",
     "load_lines", "make_executor", "make_gen", "make_rng", "redraw", "register_line", "reproduce", "result_files",
-    "pyplot", "results", "run_dir", "run_spec", "seed_sequence", "subplots", "sweep", "torch_threads",
+    "pyplot", "results", "run_dir", "run_spec", "save_figure", "seed_sequence", "subplots", "sweep", "torch_threads",
 ]  # fmt: skip

@@ -298,24 +298,15 @@ class RunContext:
 
     # -- outputs ---------------------------------------------------------------------------
     def figure(self, fig: Any, name: str, caption: str) -> None:
-        """Save a matplotlib figure as PNG and SVG, record its caption, and close it.
-
-        The figure is laid out and its tight bounding box found once, for both files: `savefig(...,
-        bbox_inches="tight")` would run the (constrained) layout again for each, which costs more than
-        drawing the figure (a quarter of the time of a six-panel figure's two files)."""
+        """Save a matplotlib figure as PNG and SVG (laid out once for both: `save_figure`), record its
+        caption, and close it."""
         import matplotlib.pyplot as plt
 
-        self._only_in("figures", "figures")
+        from ._plots import save_figure
 
-        fig.draw_without_rendering()  # the layout engine places every artist, once
-        bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])  # what "tight" would crop to
-        fig.set_layout_engine(None)  # laid out already: the saves below must not redo it
-        files = []
-        for ext in ("png", "svg"):
-            path = self.out_dir / "figures" / f"{name}.{ext}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=120, bbox_inches=bbox, **({"metadata": {"Date": None}} if ext == "svg" else {}))
-            files.append(str(path.relative_to(self.out_dir)))
+        self._only_in("figures", "figures")
+        paths = save_figure(fig, self.out_dir / "figures" / name)
+        files = [str(path.relative_to(self.out_dir)) for path in paths]
         plt.close(fig)
         self.figures.append(FigureRecord(name, caption, files))
 

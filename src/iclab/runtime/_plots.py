@@ -36,6 +36,27 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, stem: Any, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 120) -> list[Any]:
+    """Save `fig` as STEM.png, STEM.svg, ... cropped to its tight box, and return the paths.
+
+    The figure is laid out and its tight box found once for all files: `savefig(..., bbox_inches="tight")`
+    would run the (constrained) layout again for each, which costs more than drawing the figure
+    (bench/bench_figures.py)."""
+    from pathlib import Path
+
+    plt = pyplot()
+    fig.draw_without_rendering()  # the layout engine places every artist, once
+    bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])  # what "tight" would crop to
+    fig.set_layout_engine(None)  # laid out already: the saves below must not redo it
+    paths = []
+    for ext in formats:
+        path = Path(f"{stem}.{ext}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches=bbox, **({"metadata": {"Date": None}} if ext == "svg" else {}))
+        paths.append(path)
+    return paths
+
+
 def subplots(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (4.0, 3.2), **kw: Any):
     """`plt.subplots` with a per-panel size, so multi-panel figures scale sensibly."""
     fig, axes = pyplot().subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
