@@ -13,6 +13,14 @@ os.environ.setdefault("ICLAB_NO_PROGRESS", "1")
 # Ray starts its workers at niceness 15; beside the other test workers they would wait for CPU time
 # the rest of the suite holds, and the Ray tests become the suite's long pole.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# The suite's thread policy. Under pytest-xdist the workers (a core each, and one more) hold every core, so
+# each test process and every process it starts (CLI calls, docs blocks, notebook kernels, sweep and Ray
+# workers) gets one torch thread unless set: a 2-thread pool beside busy cores runs 2x slower, not faster
+# (toy grammar training beside two busy processes: 41.7 s with 2 threads, 19.5 s with 1).
+THREAD_VARS = ("ICLAB_LM_THREADS", "ICLAB_WORKER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in THREAD_VARS:
+        os.environ.setdefault(_var, "1")
 # The environment before any test module is imported: what a user's shell has. Some modules set
 # variables for themselves at import (test_ray.py: a private Ray token), which commands run as a
 # user would (the docs' blocks) must not inherit.
@@ -134,8 +142,8 @@ def check_redraw(run: Path, once: bool = True) -> None:
 
 
 def pytest_configure(config):
-    """One torch thread per test process: the suite is many small tensor ops, for which a 2-thread
-    pool only adds synchronisation (and stalls badly when another process holds a core)."""
+    """One torch thread per test process (also without xdist): the suite is many small tensor ops, for
+    which a 2-thread pool only adds synchronisation (and stalls badly when another process holds a core)."""
     import torch
 
     torch.set_num_threads(1)

@@ -24,8 +24,8 @@ The convention (written up in docs/index.md, "Docs conventions"):
 `test_doc_commands[FILE]` runs a file's non-slow blocks (CI); `test_doc_commands_slow[FILE]`
 (marked slow) runs all of its blocks in order, slow ones included. Under pytest-xdist each file is
 its own unit of work, so the files spread over the workers (tests/conftest.py), and each block gets
-one torch thread (ICLAB_LM_THREADS, ICLAB_WORKER_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 unless
-set) so that it does not fight the other workers for cores. A page that starts Ray shares the
+one torch thread, as every process the suite starts under xdist does (`THREAD_VARS` in tests/conftest.py),
+so that it does not fight the other workers for cores. A page that starts Ray shares the
 machine's Ray with the Ray tests; one that runs `ray stop` (which ends every Ray process on the
 machine) holds it alone (`ray_on_this_machine` in tests/conftest.py).
 """
@@ -54,7 +54,6 @@ KEYS = {"file"}
 NOT_LINKED = {"runs", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", "build", "dist"}
 TIMEOUT = float(os.environ.get("ICLAB_DOCS_TIMEOUT", "1800"))  # seconds per block, CI
 SLOW_TIMEOUT = float(os.environ.get("ICLAB_DOCS_SLOW_TIMEOUT", str(6 * 3600)))  # seconds per block tagged slow
-IN_XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # other workers hold the other cores
 
 
 def doc_files() -> list[Path]:
@@ -187,9 +186,6 @@ def block_env(block: Block) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
     env["ICLAB_NO_PROGRESS"] = "1"
     env["ICLAB_REPO"] = str(ROOT)
-    if IN_XDIST and "slow" not in block.flags:  # beside the other workers: a core each, no oversubscription
-        for var in ("ICLAB_LM_THREADS", "ICLAB_WORKER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, "1")
     env.pop("PYTEST_CURRENT_TEST", None)
     return env
 

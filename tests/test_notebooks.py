@@ -13,7 +13,6 @@ tests/taskvectors/test_smollm2.py).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -49,8 +48,6 @@ def run_notebook(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # connection files
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # profile and history database
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as outputs (not Agg)
-    if "OMP_NUM_THREADS" not in os.environ:  # the suite's thread policy (conftest.py): one torch thread per
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # process; a 2-thread pool stalls when another holds a core
     nbclient, nbformat = _notebook_modules()
     workdir = tmp_path / "work"
     workdir.mkdir()

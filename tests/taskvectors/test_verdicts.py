@@ -164,7 +164,6 @@ def tiny():
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_experiment_pipeline_on_a_tiny_model(name, tiny, tmp_path, monkeypatch):
     exp = get_experiment(name)
-    monkeypatch.setenv("ICLAB_LM_THREADS", "1")  # tiny ops: a second thread only stalls on a busy machine
     module = {"function_vectors": "_fv", "profile": "_fv"}.get(name.split(".")[1], name.split(".")[1])
     monkeypatch.setattr(f"iclab.taskvectors.experiments.{module}.load_runner",
                         lambda cfg: TaskVectorRunner(tiny, batch_size=cfg.batch_size))
