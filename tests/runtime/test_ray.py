@@ -65,13 +65,13 @@ def cluster():
 
 
 def test_grid_matches_local_backend_exactly(cluster, tmp_path):
-    grid = {"seed": [0, 1], "N": [20, 40]}  # prompt lengths x seeds of real training runs (Adam, AMP)
+    grid = {"seed": [0, 1]}  # two real training runs (Adam, AMP) per backend
     local = sweep("spinglass.fig2", grid, tmp_path / "local", preset="quick", executor=LocalExecutor(2))
     on_ray = sweep("spinglass.fig2", grid, tmp_path / "ray", preset="quick", executor=RayExecutor(address=cluster))
-    assert sorted(r.status for r in local) == sorted(r.status for r in on_ray) == ["done"] * 4
+    assert sorted(r.status for r in local) == sorted(r.status for r in on_ray) == ["done"] * 2
     assert sorted(r.config_hash for r in local) == sorted(r.config_hash for r in on_ray)
     a, b = result_files(tmp_path / "local"), result_files(tmp_path / "ray")
-    assert len(a) > 4 * 5 and a.keys() == b.keys()
+    assert len(a) > 2 * 5 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
 
 
