@@ -103,3 +103,25 @@ def test_the_registry_loads_without_the_heavy_optional_libraries():
     env = {k: v for k, v in os.environ.items() if k != "ICLAB_EXPERIMENTS"}  # the research lines only, no toy
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_looking_up_an_experiment_imports_only_what_its_name_points_to():
+    """A run, sweep worker or Ray worker imports its experiment's line only, and an experiment of
+    ICLAB_EXPERIMENTS no line at all (the toy needs no torch); an unknown name still sees them all."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from iclab.runtime import get_experiment; get_experiment({name!r}); "
+            "print(sorted(m.split('.')[1] for m in sys.modules if m.count('.') == 2 and m.endswith('.experiments')), "
+            "'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "ICLAB_EXPERIMENTS": "tests.runtime.toy"}
+
+    def imported(name: str) -> str:
+        return subprocess.run([sys.executable, "-c", code.format(name=name)], capture_output=True, text=True,
+                              check=True, env=env).stdout.strip()
+
+    assert imported("grammar.train") == "['grammar'] True"
+    assert imported("test.toy") == "[] False"
+    unknown = subprocess.run([sys.executable, "-c", code.format(name="spinglass.nope")], capture_output=True, text=True,
+                             env=env)
+    assert unknown.returncode == 1 and "unknown experiment 'spinglass.nope'" in unknown.stderr

@@ -208,29 +208,58 @@ def experiment(
     return deco
 
 
+def _extra_modules() -> list[str]:
+    return [m.strip() for m in os.environ.get("ICLAB_EXPERIMENTS", "").split(",") if m.strip()]
+
+
+def _import_extra(mod: str) -> None:
+    """Import one module of ICLAB_EXPERIMENTS (it registers its experiments), or say what to check."""
+    try:
+        importlib.import_module(mod)
+    except ModuleNotFoundError as err:
+        if err.name == mod.split(".")[0]:
+            raise IclabError(f"cannot import experiment module {mod!r} from ICLAB_EXPERIMENTS; "
+                             "check the name and that it is on PYTHONPATH") from None
+        raise
+
+
 def load_experiments() -> dict[str, Experiment]:
+    """Every experiment: all research lines and the modules of ICLAB_EXPERIMENTS, imported once."""
     global _LOADED
     if not _LOADED:
-        extra = [m.strip() for m in os.environ.get("ICLAB_EXPERIMENTS", "").split(",") if m.strip()]
         _LOADED = True  # set first: a line's package may ask for its line while it loads
         try:
             load_lines()
-            for mod in extra:
-                try:
-                    importlib.import_module(mod)
-                except ModuleNotFoundError as err:
-                    if mod in extra and err.name == mod.split(".")[0]:
-                        raise IclabError(f"cannot import experiment module {mod!r} from ICLAB_EXPERIMENTS; "
-                                         "check the name and that it is on PYTHONPATH") from None
-                    raise
+            for mod in _extra_modules():
+                _import_extra(mod)
         except BaseException:
             _LOADED = False
             raise
     return dict(sorted(_REGISTRY.items()))
 
 
+def _load_where_named(name: str) -> None:
+    """Import only what `name` points to: the line package of its prefix (`LINE.fig` ->
+    iclab.LINE.experiments), or, for a name outside the lines, the ICLAB_EXPERIMENTS modules.
+    A run, a sweep worker or a Ray worker then starts without importing the other lines (and an
+    experiment of your own without torch or transformers, if it needs neither): bench/bench_startup.py."""
+    prefix = name.split(".", 1)[0]
+    package = f"iclab.{prefix}.experiments"
+    try:
+        found = prefix.isidentifier() and importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:  # no iclab.<prefix> at all
+        found = False
+    if found:
+        importlib.import_module(package)
+    else:
+        for mod in _extra_modules():
+            _import_extra(mod)
+
+
 def get_experiment(name: str) -> Experiment:
-    registry = load_experiments()
+    if name not in _REGISTRY and not _LOADED:
+        _load_where_named(name)
+    registry = _REGISTRY if name in _REGISTRY else load_experiments()
     if name not in registry:
         close = [n for n in registry if name.split(".")[-1] in n]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
