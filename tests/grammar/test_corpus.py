@@ -127,3 +127,23 @@ def test_parallel_sampling_is_the_serial_stream(monkeypatch):
     serial = sample_corpus(world.grammar, 30_000, seed=4).ids
     parallel = corpus_module.token_ids(world.grammar, 30_000, seed=4, workers=2)
     assert parallel.dtype == serial.dtype and np.array_equal(parallel, serial)
+
+
+def test_sampling_workers_leave_interrupts_to_their_parent():
+    """The pool ends its workers with SIGTERM: a worker that kept the handler it inherited (the CLI's
+    raises KeyboardInterrupt) printed a traceback; ours ignore Ctrl-C and die silently on SIGTERM."""
+    import multiprocessing
+    import signal
+
+    from iclab.grammar._corpus import _quiet_worker
+
+    def raising(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, raising)  # what `iclab` installs, inherited by fork
+    try:
+        with multiprocessing.get_context("fork").Pool(1, initializer=_quiet_worker) as pool:
+            handlers = pool.apply(signal.getsignal, (signal.SIGTERM,)), pool.apply(signal.getsignal, (signal.SIGINT,))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert handlers == (signal.SIG_DFL, signal.SIG_IGN)

@@ -128,6 +128,16 @@ _FORKED: tuple[Grammar, int] | None = None  # (grammar, seed) of the pool below,
 CHUNK_DOCS = 2000  # documents per parallel task (about 10⁵ tokens)
 
 
+def _quiet_worker() -> None:
+    """A sampling worker leaves interrupts to its parent: it ignores Ctrl-C (sent to the whole process
+    group) and dies silently when the pool ends it (SIGTERM), instead of running the handler it
+    inherited by fork (the CLI's raises KeyboardInterrupt: a traceback per worker on stderr)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _chunk_ids(start: int) -> np.ndarray:
     grammar, seed = _FORKED
     token_id = {t: i for i, t in enumerate(grammar.vocab)}
@@ -150,7 +160,7 @@ def token_ids(grammar: Grammar, n_tokens: int, seed: int, workers: int = 1) -> n
     _FORKED = (grammar, seed)  # a grammar holds lambdas: workers inherit it by fork instead of pickling
     parts, total = [np.asarray([grammar.vocab.index(EOS)], dtype=np.int32)], 1
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
             start = 0
             while total < n_tokens:  # rounds of 2 chunks per worker, in document order
                 starts = range(start, start + 2 * workers * CHUNK_DOCS, CHUNK_DOCS)
